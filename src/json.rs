@@ -1,0 +1,106 @@
+//! Strict JSON parsing for untrusted documents (token headers and claims, JWKS, config).
+//!
+//! Same as `serde_json::Value`, except that an object with a repeated member name is an error at
+//! any depth: two parsers that pick different duplicates is how claims get smuggled.
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+use std::fmt;
+
+/// Parses `bytes` as one JSON value, refusing duplicate object members.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    let Strict(value) = serde_json::from_slice(bytes)?;
+    Ok(value)
+}
+
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(Value::Number(v.into())))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
+        Number::from_f64(v)
+            .map(|n| Strict(Value::Number(n)))
+            .ok_or_else(|| E::custom("number is not finite"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Strict(Value::Array(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut members = Map::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if members.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate member {name:?}")));
+            }
+            let Strict(value) = map.next_value()?;
+            members.insert(name, value);
+        }
+        Ok(Strict(Value::Object(members)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_duplicate_members_at_any_depth() {
+        for doc in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x":{"exp":1,"exp":2}}"#,
+            r#"[{"k":"v","k":"v"}]"#,
+            r#"{"a":1,"b":{"c":[{"d":1,"d":1}]}}"#,
+        ] {
+            assert!(parse_strict(doc.as_bytes()).is_err(), "{doc}");
+        }
+    }
+
+    #[test]
+    fn parses_what_serde_json_parses() {
+        for doc in [r#"{"a":1,"b":[1,2.5,"x",null,true]}"#, "[]", "1e300", r#""\u00e9""#] {
+            let strict = parse_strict(doc.as_bytes()).ok();
+            let plain: Option<Value> = serde_json::from_str(doc).ok();
+            assert_eq!(strict, plain, "{doc}");
+        }
+    }
+
+    #[test]
+    fn refuses_trailing_garbage_and_bad_utf8() {
+        assert!(parse_strict(b"{} x").is_err());
+        assert!(parse_strict(b"\"\xff\"").is_err());
+        assert!(parse_strict(b"").is_err());
+    }
+}
