@@ -1,0 +1,98 @@
+//! `tokengate serve`: the key service. Opens the store, binds, serves the API until SIGINT or
+//! SIGTERM, then drains in-flight requests and exits.
+
+mod access_log;
+mod auth;
+pub mod body;
+pub mod config;
+mod error;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use config::{AdminToken, ConfigError, ServerConfig};
+pub use error::ApiError;
+pub use routes::{router, AppState};
+
+use crate::clock::unix_now;
+use crate::service::TokenService;
+use crate::store::{SqliteStore, StoreError};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the token store: {0}")]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The async runtime could not start, or serving failed.
+    #[error("server I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs the key service until SIGINT or SIGTERM.
+pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let store = SqliteStore::open_in_dir(&config.data_dir, unix_now())?;
+    let service = TokenService::new(Arc::new(store), &config.issuer, unix_now);
+    let state = AppState {
+        service,
+        admin_token: Arc::new(config.admin_token),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        eprintln!(
+            "tokengate: listening on http://{} (data dir {}, issuer {})",
+            listener.local_addr()?,
+            config.data_dir.display(),
+            config.issuer
+        );
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+        eprintln!("tokengate: stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => eprintln!("tokengate: SIGINT, shutting down"),
+        () = terminate => eprintln!("tokengate: SIGTERM, shutting down"),
+    }
+}

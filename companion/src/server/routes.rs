@@ -1,0 +1,179 @@
+//! The HTTP API: the public JWKS route and the admin token routes, as thin handlers over
+//! [`TokenService`].
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+
+use super::access_log::log_request;
+use super::auth::require_admin;
+use super::body::{parse_create, BODY_LIMIT_BYTES};
+use super::config::AdminToken;
+use super::error::ApiError;
+use crate::api::{CreatedToken, TokenList, TokenMetadata};
+use crate::jwks::if_none_match_hits;
+use crate::service::TokenService;
+use crate::store::TokenFilter;
+use crate::token_id::looks_like_token_id;
+use crate::validate::check_id;
+
+/// `Cache-Control` of the JWKS: short, so a revocation reaches the filters quickly.
+pub const JWKS_CACHE_CONTROL: &str = "public, max-age=30";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Token operations.
+    pub service: TokenService,
+    /// The admin API's bearer token.
+    pub admin_token: Arc<AdminToken>,
+}
+
+/// The whole API: routes, admin authentication, body limit, access log.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/v1/tokens", get(list_tokens).post(create_token))
+        .route("/v1/tokens/{id}", get(show_token).delete(delete_token))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(middleware::map_response(no_store));
+    Router::new()
+        .route("/v1/namespaces/{namespace}/jwks.json", get(namespace_jwks))
+        .merge(admin)
+        .fallback(|| async { ApiError::NotFound("no such route") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Admin answers (one of them carries a token) must not be kept by any cache.
+async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /v1/namespaces/{namespace}/jwks.json`: the published keys, with ETag revalidation.
+async fn namespace_jwks(
+    State(state): State<AppState>,
+    namespace: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Ok(Path(namespace)) = namespace else {
+        return Err(ApiError::NotFound("no such namespace"));
+    };
+    check_id(&namespace).map_err(|error| ApiError::field("namespace_id", error))?;
+    let document = state.service.jwks(namespace).await?;
+    let revalidated = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| if_none_match_hits(value, &document.etag));
+    let caching = [
+        (header::CACHE_CONTROL, JWKS_CACHE_CONTROL.to_owned()),
+        (header::ETAG, document.etag),
+    ];
+    if revalidated {
+        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    }
+    Ok((
+        StatusCode::OK,
+        caching,
+        [(header::CONTENT_TYPE, "application/json")],
+        document.body,
+    )
+        .into_response())
+}
+
+/// `POST /v1/tokens`: mint a token; the only answer that ever carries one.
+async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::body(rejection.body_text())
+        }
+    })?;
+    let request = parse_create(&headers, &body, state.service.now())?;
+    let created: CreatedToken = state.service.create(request).await?;
+    let location = format!("/v1/tokens/{}", created.metadata.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(created),
+    )
+        .into_response())
+}
+
+/// Query of `GET /v1/tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    namespace_id: Option<String>,
+    function_id: Option<String>,
+}
+
+/// `GET /v1/tokens?namespace_id=NS[&function_id=FN]`: metadata only, never tokens.
+async fn list_tokens(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<TokenList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::body(rejection.body_text()))?;
+    let Some(namespace_id) = query.namespace_id else {
+        return Err(ApiError::field("namespace_id", "is required"));
+    };
+    check_id(&namespace_id).map_err(|error| ApiError::field("namespace_id", error))?;
+    if let Some(function_id) = &query.function_id {
+        check_id(function_id).map_err(|error| ApiError::field("function_id", error))?;
+    }
+    let filter = TokenFilter {
+        namespace_id,
+        function_id: query.function_id,
+    };
+    Ok(Json(TokenList {
+        tokens: state.service.list(filter).await?,
+    }))
+}
+
+/// The token id of a path, or 404 for anything that cannot be one.
+fn token_id_of(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if looks_like_token_id(&id) => Ok(id),
+        _ => Err(ApiError::NotFound("no such token")),
+    }
+}
+
+/// `GET /v1/tokens/{id}`: one token's metadata.
+async fn show_token(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<TokenMetadata>, ApiError> {
+    let id = token_id_of(id)?;
+    match state.service.get(id).await? {
+        Some(metadata) => Ok(Json(metadata)),
+        None => Err(ApiError::NotFound("no such token")),
+    }
+}
+
+/// `DELETE /v1/tokens/{id}`: revoke; the key leaves the JWKS at once.
+async fn delete_token(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = token_id_of(id)?;
+    if state.service.delete(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("no such token, or already deleted"))
+    }
+}
