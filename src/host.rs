@@ -77,8 +77,11 @@ pub fn encode_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// Header pairs as raw bytes: (name, value).
+pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Decodes the proxy-wasm map format; `None` if the bytes are inconsistent.
-pub fn decode_map(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn decode_map(bytes: &[u8]) -> Option<HeaderPairs> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -113,7 +116,10 @@ mod tests {
         let pairs = [(":path", "/"), ("x-auth-token", "a.b.c"), ("empty", "")];
         let encoded = encode_map(&pairs);
         let decoded = decode_map(&encoded).unwrap();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
         assert_eq!(decoded, want);
         assert_eq!(decode_map(&[]), Some(vec![]));
         for cut in 1..encoded.len() - 1 {

@@ -90,7 +90,12 @@ mod tests {
 
     #[test]
     fn parses_what_serde_json_parses() {
-        for doc in [r#"{"a":1,"b":[1,2.5,"x",null,true]}"#, "[]", "1e300", r#""\u00e9""#] {
+        for doc in [
+            r#"{"a":1,"b":[1,2.5,"x",null,true]}"#,
+            "[]",
+            "1e300",
+            r#""\u00e9""#,
+        ] {
             let strict = parse_strict(doc.as_bytes()).ok();
             let plain: Option<Value> = serde_json::from_str(doc).ok();
             assert_eq!(strict, plain, "{doc}");

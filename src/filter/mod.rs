@@ -55,7 +55,12 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Metrics {
-        Metrics { ids: Counter::all().into_iter().map(|c| abi::define_counter(&c.name()).ok()).collect() }
+        Metrics {
+            ids: Counter::all()
+                .into_iter()
+                .map(|c| abi::define_counter(&c.name()).ok())
+                .collect(),
+        }
     }
     fn count(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter.index()) {
@@ -92,10 +97,18 @@ impl Worker {
 
     /// Refuses the current stream with the denial's local reply.
     fn deny(&self, context_id: u32, denial: Denial) {
-        abi::log(Level::Debug, &format!("#{context_id} denied: {}", denial.code()));
+        abi::log(
+            Level::Debug,
+            &format!("#{context_id} denied: {}", denial.code()),
+        );
         self.metrics.count(Counter::Denied(denial));
-        if let Err(status) = abi::send_local_response(denial.status(), &denial.headers(), &denial.body()) {
-            abi::log(Level::Warn, &format!("#{context_id} local reply failed (status {})", status.0));
+        if let Err(status) =
+            abi::send_local_response(denial.status(), &denial.headers(), &denial.body())
+        {
+            abi::log(
+                Level::Warn,
+                &format!("#{context_id} local reply failed (status {})", status.0),
+            );
         }
     }
 }
@@ -111,7 +124,13 @@ struct Root {
 
 impl Root {
     fn new(context_id: u32) -> Root {
-        Root { context_id, worker: None, remote: None, fetch_token: None, tick_ms: 0 }
+        Root {
+            context_id,
+            worker: None,
+            remote: None,
+            fetch_token: None,
+            tick_ms: 0,
+        }
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -119,7 +138,9 @@ impl Root {
     }
 
     fn start_fetch(&mut self, worker: &mut Worker, now_ms: u64) -> Vec<Resolved> {
-        let Some(remote) = &self.remote else { return Vec::new() };
+        let Some(remote) = &self.remote else {
+            return Vec::new();
+        };
         let headers = vec![
             (":method", "GET"),
             (":path", remote.path.as_str()),
@@ -128,14 +149,26 @@ impl Root {
             ("user-agent", "tokengate"),
         ];
         let timeout = Duration::from_millis(remote.timeout_ms);
-        match proxy_wasm::hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
+        match proxy_wasm::hostcalls::dispatch_http_call(
+            &remote.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
             Ok(token) => {
                 self.fetch_token = Some(token);
                 Vec::new()
             }
             Err(status) => {
-                let reason = format!("could not start the fetch from cluster `{}` (status {status:?})", remote.cluster);
-                let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, now_ms, Err(reason));
+                let reason = format!(
+                    "could not start the fetch from cluster `{}` (status {status:?})",
+                    remote.cluster
+                );
+                let (result, resolved) =
+                    worker
+                        .gate
+                        .on_fetch_done(&HostSharedData, now_ms, Err(reason));
                 self.report_fetch(worker, &result);
                 resolved
             }
@@ -144,15 +177,28 @@ impl Root {
 
     fn report_fetch(&self, worker: &Worker, result: &FetchResult) {
         match result {
-            FetchResult::Stored { changed, keys, skipped } => {
+            FetchResult::Stored {
+                changed,
+                keys,
+                skipped,
+            } => {
                 worker.metrics.count(Counter::FetchOk);
                 if *changed {
                     worker.metrics.count(Counter::KeySetChanged);
                     worker.metrics.count_n(Counter::KeysSkipped, skipped.len());
-                    self.log(Level::Info, &format!("key set loaded: {keys} usable keys, {} skipped", skipped.len()));
+                    self.log(
+                        Level::Info,
+                        &format!(
+                            "key set loaded: {keys} usable keys, {} skipped",
+                            skipped.len()
+                        ),
+                    );
                     for skip in skipped {
                         let kid = skip.kid.as_deref().unwrap_or("(none)");
-                        self.log(Level::Info, &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason));
+                        self.log(
+                            Level::Info,
+                            &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason),
+                        );
                     }
                 }
             }
@@ -162,7 +208,10 @@ impl Root {
                     Some(keys) => format!("keeping the last good key set ({} keys)", keys.len()),
                     None => "no key set yet: requests are denied with keys_unavailable".to_owned(),
                 };
-                self.log(Level::Warn, &format!("key set fetch failed: {reason}; {kept}"));
+                self.log(
+                    Level::Warn,
+                    &format!("key set fetch failed: {reason}; {kept}"),
+                );
             }
         }
     }
@@ -188,7 +237,9 @@ impl Root {
             if abi::set_effective_context(context_id).is_err() {
                 continue; // The request is gone.
             }
-            let Ok(worker) = worker.try_borrow() else { continue };
+            let Ok(worker) = worker.try_borrow() else {
+                continue;
+            };
             match result {
                 Ok(claims) => match worker.allow(&claims) {
                     Ok(()) => {
@@ -206,26 +257,45 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
         if self.fetch_token != Some(token_id) {
             return;
         }
         self.fetch_token = None;
-        let Some(shared) = self.worker.clone() else { return };
+        let Some(shared) = self.worker.clone() else {
+            return;
+        };
         let outcome = if num_headers == 0 {
             Err("no response (connection failure or timeout)".to_owned())
         } else {
-            let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status").ok().flatten();
+            let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status")
+                .ok()
+                .flatten();
             match status.as_deref() {
-                Some(b"200") if body_size > MAX_JWKS_BYTES => Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit")),
-                Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size).map_err(|s| format!("body unreadable (status {})", s.0)),
+                Some(b"200") if body_size > MAX_JWKS_BYTES => Err(format!(
+                    "body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"
+                )),
+                Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
+                    .map_err(|s| format!("body unreadable (status {})", s.0)),
                 Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
                 None => Err("response without status".to_owned()),
             }
         };
         let resolved = {
-            let Ok(mut worker) = shared.try_borrow_mut() else { return };
-            let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, abi::now_ms(), outcome.as_deref().map_err(Clone::clone));
+            let Ok(mut worker) = shared.try_borrow_mut() else {
+                return;
+            };
+            let (result, resolved) = worker.gate.on_fetch_done(
+                &HostSharedData,
+                abi::now_ms(),
+                outcome.as_deref().map_err(Clone::clone),
+            );
             self.report_fetch(&worker, &result);
             self.adjust_tick(&worker);
             resolved
@@ -239,7 +309,10 @@ impl RootContext for Root {
         let bytes = match abi::buffer(abi::PLUGIN_CONFIGURATION, size) {
             Ok(bytes) => bytes,
             Err(status) => {
-                self.log(Level::Error, &format!("cannot read the plugin configuration (status {})", status.0));
+                self.log(
+                    Level::Error,
+                    &format!("cannot read the plugin configuration (status {})", status.0),
+                );
                 return false;
             }
         };
@@ -257,21 +330,36 @@ impl RootContext for Root {
         };
         let mut gate = Gate::new(&config);
         gate.start(&HostSharedData);
-        let worker = Worker { gate, header: config.header.clone(), forward_token: config.forward_token, metrics: Metrics::define() };
+        let worker = Worker {
+            gate,
+            header: config.header.clone(),
+            forward_token: config.forward_token,
+            metrics: Metrics::define(),
+        };
         self.adjust_tick(&worker);
         self.worker = Some(Rc::new(RefCell::new(worker)));
         true
     }
 
     fn on_tick(&mut self) {
-        let Some(shared) = self.worker.clone() else { return };
+        let Some(shared) = self.worker.clone() else {
+            return;
+        };
         let resolved = {
-            let Ok(mut worker) = shared.try_borrow_mut() else { return };
+            let Ok(mut worker) = shared.try_borrow_mut() else {
+                return;
+            };
             let now = abi::now_ms();
             let tick = worker.gate.on_tick(&HostSharedData, now);
             match &tick.synced {
-                SyncResult::Loaded { keys } => self.log(Level::Debug, &format!("picked up a new key set: {keys} keys")),
-                SyncResult::Unreadable(why) => self.log(Level::Debug, &format!("shared key set not readable yet: {why}")),
+                SyncResult::Loaded { keys } => self.log(
+                    Level::Debug,
+                    &format!("picked up a new key set: {keys} keys"),
+                ),
+                SyncResult::Unreadable(why) => self.log(
+                    Level::Debug,
+                    &format!("shared key set not readable yet: {why}"),
+                ),
                 SyncResult::Unchanged => {}
             }
             let mut resolved = tick.resolved;
@@ -290,7 +378,12 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
-        Some(Box::new(Request { context_id, root_id: self.context_id, worker, paused: false }))
+        Some(Box::new(Request {
+            context_id,
+            root_id: self.context_id,
+            worker,
+            paused: false,
+        }))
     }
 }
 
@@ -322,14 +415,22 @@ impl HttpContext for Request {
         // Headers under tokengate's prefix only ever come from tokengate.
         let mut removed: Vec<&[u8]> = Vec::new();
         for (name, _) in &pairs {
-            if name.starts_with(UPSTREAM_HEADER_PREFIX.as_bytes()) && !removed.contains(&name.as_slice()) {
+            if name.starts_with(UPSTREAM_HEADER_PREFIX.as_bytes())
+                && !removed.contains(&name.as_slice())
+            {
                 let _ = abi::remove_request_header(name);
                 removed.push(name);
             }
         }
-        let values: Vec<&[u8]> =
-            pairs.iter().filter(|(name, _)| name.as_slice() == worker.header.as_bytes()).map(|(_, v)| v.as_slice()).collect();
-        let outcome = worker.gate.on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
+        let values: Vec<&[u8]> = pairs
+            .iter()
+            .filter(|(name, _)| name.as_slice() == worker.header.as_bytes())
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        let outcome =
+            worker
+                .gate
+                .on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
         match outcome {
             Outcome::Allow(claims) => match worker.allow(&claims) {
                 Ok(()) => Action::Continue,
@@ -345,7 +446,13 @@ impl HttpContext for Request {
             Outcome::Paused => {
                 self.paused = true;
                 worker.metrics.count(Counter::WaitedForKeys);
-                abi::log(Level::Debug, &format!("#{} waiting for keys (root #{})", self.context_id, self.root_id));
+                abi::log(
+                    Level::Debug,
+                    &format!(
+                        "#{} waiting for keys (root #{})",
+                        self.context_id, self.root_id
+                    ),
+                );
                 Action::Pause
             }
         }

@@ -1,0 +1,120 @@
+//! Tokens from the real key service through the real Envoy: the scope rule, expiry,
+//! acceptance of fresh tokens at once, and revocation within the refresh period.
+
+use crate::harness::*;
+use serde_json::json;
+use std::time::Duration;
+
+fn instance(name: &str, namespace: &str, function: Option<&str>) -> ListenerSpec {
+    let mut extra = json!({"namespace_id": namespace, "issuer": "tokengate", "clock_skew_seconds": 0,
+                           "jwks": {"refresh_seconds": 2}});
+    if let Some(f) = function {
+        extra["function_id"] = f.into();
+    }
+    ListenerSpec {
+        name: name.into(),
+        plugin_config: remote_config(&format!("/v1/namespaces/{namespace}/jwks.json"), extra),
+    }
+}
+
+#[test]
+fn scope_expiry_and_revocation_end_to_end() {
+    let service = KeyService::start();
+    let function = TestServer::start(true);
+    let envoy = Envoy::start(
+        &[
+            instance("fa", "ns1", Some("fa")),
+            instance("fb", "ns1", Some("fb")),
+            instance("ns2", "ns2", None),
+        ],
+        service.port,
+        function.port,
+        2,
+    );
+    let status = |listener: &str, token: &str| {
+        let r = call(envoy.port(listener), Some(token));
+        (r.status, r.reason())
+    };
+    let denied = |reason: &str| (403, Some(reason.to_owned()));
+    let ok = (200, None);
+
+    // A function token: its function only. Created after Envoy started, so its kid is new.
+    let (fa_id, fa) = service.create("ns1", Some("fa"), None);
+    assert_eq!(status("fa", &fa), ok);
+    let seen = function.seen().pop().unwrap();
+    assert_eq!(seen.header("x-tokengate-token-id"), Some(fa_id.clone()));
+    assert_eq!(
+        seen.header("x-tokengate-namespace-id").as_deref(),
+        Some("ns1")
+    );
+    assert_eq!(
+        seen.header("x-tokengate-function-id").as_deref(),
+        Some("fa")
+    );
+    assert_eq!(status("fb", &fa), denied("out_of_scope"));
+    assert_eq!(
+        status("ns2", &fa),
+        denied("unknown_key"),
+        "another namespace's key set does not have it"
+    );
+
+    // A namespace token: every function of its namespace, nothing elsewhere.
+    let (_, ns1) = service.create("ns1", None, None);
+    assert_eq!(status("fa", &ns1), ok);
+    assert_eq!(status("fb", &ns1), ok);
+    assert_eq!(status("ns2", &ns1), denied("unknown_key"));
+    let (_, ns2) = service.create("ns2", None, None);
+    assert_eq!(status("ns2", &ns2), ok);
+    assert_eq!(status("fa", &ns2), denied("unknown_key"));
+    // A function token of another namespace never reaches a namespace-wide instance.
+    let (_, ns2_fn) = service.create("ns2", Some("fx"), None);
+    assert_eq!(status("ns2", &ns2_fn), denied("out_of_scope"));
+
+    // Expiry.
+    let (_, short) = service.create("ns1", Some("fa"), Some(rfc3339(now_secs() + 2)));
+    assert_eq!(status("fa", &short), ok);
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(status("fa", &short), denied("expired"));
+
+    // Revocation: gone within the refresh period (2 s) plus a tick.
+    service.delete(&fa_id);
+    let revoked = eventually(Duration::from_secs(6), || {
+        (call(envoy.port("fa"), Some(&fa)).status == 403).then_some(())
+    });
+    assert!(
+        revoked.is_some(),
+        "a deleted token still works after the refresh period"
+    );
+    assert_eq!(status("fa", &fa), denied("unknown_key"));
+    assert_eq!(status("fa", &ns1), ok, "other tokens keep working");
+    envoy.assert_healthy();
+}
+
+/// Unix seconds -> RFC 3339 UTC.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[test]
+fn rfc3339_formatting() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(4_102_444_800), "2100-01-01T00:00:00Z");
+    assert_eq!(rfc3339(1_709_210_096), "2024-02-29T12:34:56Z");
+}
