@@ -2,6 +2,7 @@
 # The tokengate demo: the key service, a sample function and the real Envoy with the filter,
 # then a curl walkthrough. `make demo` builds everything first and runs this.
 # DEMO_ONCE=1: exit after the walkthrough, 0 only if every step gave the expected status.
+# DEMO_SERVICES=external: the services already run (envoy/docker-compose.yaml); only walk through.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,34 +12,34 @@ WASM=target/wasm32-wasip1/release/tokengate.wasm
 RUN=.run/demo
 URL=http://127.0.0.1:10000
 
-for need in "$ENVOY" "$TOKENGATE" "$WASM"; do
-  [ -x "$need" ] || [ -f "$need" ] || { echo "missing $need: run 'make demo' (it builds and installs everything)" >&2; exit 2; }
-done
-for port in 8080 8081 9901 10000; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is already in use: stop whatever listens there (an earlier demo?)" >&2; exit 2
-  fi
-done
-
-rm -rf "$RUN" && mkdir -p "$RUN"
-export TOKENGATE_ADMIN_TOKEN=${TOKENGATE_ADMIN_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export TOKENGATE_URL=http://127.0.0.1:8081
-
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$TOKENGATE" serve --listen 127.0.0.1:8081 --data-dir "$RUN/data" >"$RUN/keys.log" 2>&1 & pids+=($!)
-python3 envoy/function.py --port 8080 >"$RUN/function.log" 2>&1 & pids+=($!)
-"$ENVOY" -c envoy/envoy.yaml --concurrency 2 --base-id 42 --log-path "$RUN/envoy.log" \
-  --component-log-level wasm:debug >/dev/null 2>&1 & pids+=($!)
+if [ "${DEMO_SERVICES:-}" != external ]; then
+  for need in "$ENVOY" "$TOKENGATE" "$WASM"; do
+    [ -f "$need" ] || { echo "missing $need: run 'make demo' (it builds and installs everything)" >&2; exit 2; }
+  done
+  for port in 8080 8081 9901 10000; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port is already in use: stop whatever listens there (an earlier demo?)" >&2; exit 2
+    fi
+  done
+  rm -rf "$RUN" && mkdir -p "$RUN"
+  export TOKENGATE_ADMIN_TOKEN=${TOKENGATE_ADMIN_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+  "$TOKENGATE" serve --listen 127.0.0.1:8081 --data-dir "$RUN/data" >"$RUN/keys.log" 2>&1 & pids+=($!)
+  python3 envoy/function.py --port 8080 >"$RUN/function.log" 2>&1 & pids+=($!)
+  "$ENVOY" -c envoy/envoy.yaml --concurrency 2 --base-id 42 --log-path "$RUN/envoy.log" \
+    --component-log-level wasm:debug >/dev/null 2>&1 & pids+=($!)
+fi
 
 for _ in $(seq 1 100); do
   curl -sf http://127.0.0.1:9901/ready >/dev/null 2>&1 && curl -sf "$TOKENGATE_URL/v1/namespaces/demo/jwks.json" >/dev/null 2>&1 && break
   sleep 0.2
 done
-curl -sf http://127.0.0.1:9901/ready >/dev/null || { echo "Envoy did not start; see $RUN/envoy.log" >&2; exit 1; }
+curl -sf http://127.0.0.1:9901/ready >/dev/null || { echo "Envoy is not ready (log: $RUN/envoy.log)" >&2; exit 1; }
 
 failed=0
 # step TITLE EXPECTED_STATUS [TOKEN]: one curl through Envoy, shown with its answer.
