@@ -60,32 +60,18 @@ impl FilterConfig {
                 "jwks=cluster:{} path:{} authority:{} refresh:{}s timeout:{}ms",
                 r.cluster, r.path, r.authority, r.refresh_seconds, r.timeout_ms
             ),
-            KeySource::Local(set) => format!(
-                "local_jwks={} keys ({} skipped)",
-                set.len(),
-                self.local_keys_skipped
-            ),
+            KeySource::Local(set) => format!("local_jwks={} keys ({} skipped)", set.len(), self.local_keys_skipped),
         };
         let scope = match &self.policy.scope {
             None => "none".to_owned(),
-            Some(Scope {
-                namespace_id,
-                function_id: None,
-            }) => format!("namespace:{namespace_id}"),
-            Some(Scope {
-                namespace_id,
-                function_id: Some(f),
-            }) => format!("namespace:{namespace_id} function:{f}"),
+            Some(Scope { namespace_id, function_id: None }) => format!("namespace:{namespace_id}"),
+            Some(Scope { namespace_id, function_id: Some(f) }) => format!("namespace:{namespace_id} function:{f}"),
         };
         format!(
             "{keys} header={} scope={scope} issuer={} audiences={} clock_skew={}s forward_token={}",
             self.header,
             self.policy.issuer.as_deref().unwrap_or("any"),
-            if self.policy.audiences.is_empty() {
-                "any".to_owned()
-            } else {
-                self.policy.audiences.join(",")
-            },
+            if self.policy.audiences.is_empty() { "any".to_owned() } else { self.policy.audiences.join(",") },
             self.policy.clock_skew_seconds,
             self.forward_token
         )
@@ -101,10 +87,7 @@ pub struct ConfigError {
 }
 
 fn refuse(field: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.to_owned(),
-        problem: problem.into(),
-    }
+    ConfigError { field: field.to_owned(), problem: problem.into() }
 }
 
 const TOP_FIELDS: [&str; 10] = [
@@ -119,18 +102,11 @@ const TOP_FIELDS: [&str; 10] = [
     "forward_token",
     "comment",
 ];
-const JWKS_FIELDS: [&str; 5] = [
-    "cluster",
-    "path",
-    "authority",
-    "refresh_seconds",
-    "timeout_ms",
-];
+const JWKS_FIELDS: [&str; 5] = ["cluster", "path", "authority", "refresh_seconds", "timeout_ms"];
 
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
-    let value = json::parse_strict(bytes)
-        .map_err(|e| refuse("(document)", format!("not valid JSON: {e}")))?;
+    let value = json::parse_strict(bytes).map_err(|e| refuse("(document)", format!("not valid JSON: {e}")))?;
     let Value::Object(top) = value else {
         return Err(refuse("(document)", "must be a JSON object"));
     };
@@ -139,44 +115,29 @@ pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
     let keys = match (top.get("jwks"), top.get("local_jwks")) {
         (Some(remote), None) => KeySource::Remote(parse_remote(remote)?),
         (None, Some(local)) => {
-            let parsed =
-                jwks::parse_value(local).map_err(|e| refuse("local_jwks", e.to_string()))?;
+            let parsed = jwks::parse_value(local).map_err(|e| refuse("local_jwks", e.to_string()))?;
             let skipped = parsed.skipped.len();
             return finish(&top, KeySource::Local(parsed.keys), skipped);
         }
-        (Some(_), Some(_)) => {
-            return Err(refuse(
-                "jwks",
-                "give exactly one of `jwks` and `local_jwks`, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(refuse(
-                "jwks",
-                "required: give `jwks` (a cluster to fetch from) or `local_jwks`",
-            ))
-        }
+        (Some(_), Some(_)) => return Err(refuse("jwks", "give exactly one of `jwks` and `local_jwks`, not both")),
+        (None, None) => return Err(refuse("jwks", "required: give `jwks` (a cluster to fetch from) or `local_jwks`")),
     };
     finish(&top, keys, 0)
 }
 
-fn finish(
-    top: &Map<String, Value>,
-    keys: KeySource,
-    local_keys_skipped: usize,
-) -> Result<FilterConfig, ConfigError> {
+fn finish(top: &Map<String, Value>, keys: KeySource, local_keys_skipped: usize) -> Result<FilterConfig, ConfigError> {
     let header = match optional_string(top, "header")? {
         None => DEFAULT_HEADER.to_owned(),
         Some(name) => {
             let lower = name.to_ascii_lowercase();
             if lower.is_empty() || lower.len() > 128 || !lower.bytes().all(is_tchar) {
-                return Err(refuse(
-                    "header",
-                    "must be an HTTP header name (letters, digits, -, _ ...)",
-                ));
+                return Err(refuse("header", "must be an HTTP header name (letters, digits, -, _ ...)"));
             }
             if lower.starts_with(UPSTREAM_HEADER_PREFIX) {
-                return Err(refuse("header", format!("must not start with `{UPSTREAM_HEADER_PREFIX}` (tokengate's own upstream headers)")));
+                return Err(refuse(
+                    "header",
+                    format!("must not start with `{UPSTREAM_HEADER_PREFIX}` (tokengate's own upstream headers)"),
+                ));
             }
             lower
         }
@@ -185,10 +146,7 @@ fn finish(
     let function_id = optional_id(top, "function_id")?;
     let scope = match (namespace_id, function_id) {
         (None, None) => None,
-        (Some(namespace_id), function_id) => Some(Scope {
-            namespace_id,
-            function_id,
-        }),
+        (Some(namespace_id), function_id) => Some(Scope { namespace_id, function_id }),
         (None, Some(_)) => return Err(refuse("function_id", "needs `namespace_id` too")),
     };
     let issuer = optional_string(top, "issuer")?.map(str::to_owned);
@@ -202,12 +160,7 @@ fn finish(
             .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| refuse("audiences", "must be an array of non-empty strings"))?,
-        Some(_) => {
-            return Err(refuse(
-                "audiences",
-                "must be a non-empty array of non-empty strings",
-            ))
-        }
+        Some(_) => return Err(refuse("audiences", "must be a non-empty array of non-empty strings")),
     };
     let clock_skew_seconds = optional_integer(top, "clock_skew_seconds", 0..=3600)?.unwrap_or(60);
     let forward_token = match top.get("forward_token") {
@@ -221,12 +174,7 @@ fn finish(
     Ok(FilterConfig {
         keys,
         header,
-        policy: Policy {
-            clock_skew_seconds,
-            issuer,
-            audiences,
-            scope,
-        },
+        policy: Policy { clock_skew_seconds, issuer, audiences, scope },
         forward_token,
         local_keys_skipped,
     })
@@ -234,90 +182,46 @@ fn finish(
 
 fn parse_remote(value: &Value) -> Result<RemoteJwks, ConfigError> {
     let Value::Object(jwks) = value else {
-        return Err(refuse(
-            "jwks",
-            "must be an object with `cluster` and `path`",
-        ));
+        return Err(refuse("jwks", "must be an object with `cluster` and `path`"));
     };
     reject_unknown(jwks, &JWKS_FIELDS, "jwks.")?;
     let cluster = optional_string(jwks, "cluster")
         .map_err(|_| refuse("jwks.cluster", "must be a string"))?
-        .ok_or_else(|| {
-            refuse(
-                "jwks.cluster",
-                "required: the Envoy cluster that serves the key set",
-            )
-        })?;
-    if cluster.is_empty()
-        || cluster.len() > 256
-        || cluster.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(refuse(
-            "jwks.cluster",
-            "must be a cluster name without spaces (at most 256 bytes)",
-        ));
+        .ok_or_else(|| refuse("jwks.cluster", "required: the Envoy cluster that serves the key set"))?;
+    if cluster.is_empty() || cluster.len() > 256 || cluster.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refuse("jwks.cluster", "must be a cluster name without spaces (at most 256 bytes)"));
     }
     let path = optional_string(jwks, "path")
         .map_err(|_| refuse("jwks.path", "must be a string"))?
-        .ok_or_else(|| {
-            refuse(
-                "jwks.path",
-                "required: the key set's path, like /v1/namespaces/NS/jwks.json",
-            )
-        })?;
+        .ok_or_else(|| refuse("jwks.path", "required: the key set's path, like /v1/namespaces/NS/jwks.json"))?;
     if !path.starts_with('/') || path.len() > 2048 || !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(refuse(
-            "jwks.path",
-            "must start with / and contain only visible ASCII (at most 2048 bytes)",
-        ));
+        return Err(refuse("jwks.path", "must start with / and contain only visible ASCII (at most 2048 bytes)"));
     }
-    let authority = match optional_string(jwks, "authority")
-        .map_err(|_| refuse("jwks.authority", "must be a string"))?
-    {
-        None => cluster.to_owned(),
-        Some(a) if !a.is_empty() && a.len() <= 256 && a.bytes().all(|b| b.is_ascii_graphic()) => {
-            a.to_owned()
-        }
-        Some(_) => {
-            return Err(refuse(
-                "jwks.authority",
-                "must be a host[:port] without spaces",
-            ))
-        }
-    };
+    let authority =
+        match optional_string(jwks, "authority").map_err(|_| refuse("jwks.authority", "must be a string"))? {
+            None => cluster.to_owned(),
+            Some(a) if !a.is_empty() && a.len() <= 256 && a.bytes().all(|b| b.is_ascii_graphic()) => a.to_owned(),
+            Some(_) => return Err(refuse("jwks.authority", "must be a host[:port] without spaces")),
+        };
     let refresh_seconds = optional_integer(jwks, "refresh_seconds", 1..=86_400)
         .map_err(|e| refuse("jwks.refresh_seconds", e.problem))?
         .unwrap_or(300);
     let timeout_ms = optional_integer(jwks, "timeout_ms", 10..=60_000)
         .map_err(|e| refuse("jwks.timeout_ms", e.problem))?
         .unwrap_or(2000);
-    Ok(RemoteJwks {
-        cluster: cluster.to_owned(),
-        path: path.to_owned(),
-        authority,
-        refresh_seconds,
-        timeout_ms,
-    })
+    Ok(RemoteJwks { cluster: cluster.to_owned(), path: path.to_owned(), authority, refresh_seconds, timeout_ms })
 }
 
-fn reject_unknown(
-    object: &Map<String, Value>,
-    known: &[&str],
-    prefix: &str,
-) -> Result<(), ConfigError> {
+fn reject_unknown(object: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), ConfigError> {
     match object.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(unknown) => Err(refuse(
-            &format!("{prefix}{unknown}"),
-            format!("unknown field (known: {})", known.join(", ")),
-        )),
+        Some(unknown) => {
+            Err(refuse(&format!("{prefix}{unknown}"), format!("unknown field (known: {})", known.join(", "))))
+        }
         None => Ok(()),
     }
 }
 
-fn optional_string<'a>(
-    object: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, ConfigError> {
+fn optional_string<'a>(object: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ConfigError> {
     match object.get(field) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -328,13 +232,8 @@ fn optional_string<'a>(
 fn optional_id(object: &Map<String, Value>, field: &str) -> Result<Option<String>, ConfigError> {
     match optional_string(object, field)? {
         None => Ok(None),
-        Some(id) if !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) => {
-            Ok(Some(id.to_owned()))
-        }
-        Some(_) => Err(refuse(
-            field,
-            "must be a non-empty string of at most 256 bytes",
-        )),
+        Some(id) if !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control) => Ok(Some(id.to_owned())),
+        Some(_) => Err(refuse(field, "must be a non-empty string of at most 256 bytes")),
     }
 }
 
@@ -347,23 +246,9 @@ fn optional_integer(
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v) if range.contains(&v) => Ok(Some(v)),
-            _ => Err(refuse(
-                field,
-                format!(
-                    "must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            )),
+            _ => Err(refuse(field, format!("must be a whole number from {} to {}", range.start(), range.end()))),
         },
-        Some(_) => Err(refuse(
-            field,
-            format!(
-                "must be a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        )),
+        Some(_) => Err(refuse(field, format!("must be a whole number from {} to {}", range.start(), range.end()))),
     }
 }
 
@@ -382,11 +267,8 @@ mod tests {
 
     #[test]
     fn a_minimal_remote_config_gets_the_documented_defaults() {
-        let config =
-            parse(br#"{"jwks":{"cluster":"keys","path":"/v1/namespaces/ns/jwks.json"}}"#).unwrap();
-        let KeySource::Remote(remote) = &config.keys else {
-            panic!("remote expected")
-        };
+        let config = parse(br#"{"jwks":{"cluster":"keys","path":"/v1/namespaces/ns/jwks.json"}}"#).unwrap();
+        let KeySource::Remote(remote) = &config.keys else { panic!("remote expected") };
         assert_eq!(remote.authority, "keys");
         assert_eq!(remote.refresh_seconds, 300);
         assert_eq!(remote.timeout_ms, 2000);
@@ -406,13 +288,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.header, "x-token");
-        assert_eq!(
-            config.policy.scope,
-            Some(Scope {
-                namespace_id: "ns".into(),
-                function_id: Some("fn".into())
-            })
-        );
+        assert_eq!(config.policy.scope, Some(Scope { namespace_id: "ns".into(), function_id: Some("fn".into()) }));
         assert_eq!(config.policy.clock_skew_seconds, 0);
         assert!(config.forward_token);
     }
@@ -420,9 +296,7 @@ mod tests {
     #[test]
     fn local_jwks() {
         let config = parse(br#"{"local_jwks":{"keys":[{"kty":"oct","k":"AA"}]}}"#).unwrap();
-        let KeySource::Local(keys) = &config.keys else {
-            panic!("local expected")
-        };
+        let KeySource::Local(keys) = &config.keys else { panic!("local expected") };
         assert!(keys.is_empty());
         assert_eq!(config.local_keys_skipped, 1);
     }
@@ -434,67 +308,28 @@ mod tests {
             ("".into(), "(document)"),
             ("[]".into(), "(document)"),
             ("{}".into(), "jwks"),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p"},"jwks":{}}"#.into(),
-                "(document)",
-            ),
-            (
-                format!(r#"{{{remote},"local_jwks":{{"keys":[]}}}}"#),
-                "jwks",
-            ),
+            (r#"{"jwks":{"cluster":"c","path":"/p"},"jwks":{}}"#.into(), "(document)"),
+            (format!(r#"{{{remote},"local_jwks":{{"keys":[]}}}}"#), "jwks"),
             (format!(r#"{{{remote},"unknown":1}}"#), "unknown"),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","extra":1}}"#.into(),
-                "jwks.extra",
-            ),
+            (r#"{"jwks":{"cluster":"c","path":"/p","extra":1}}"#.into(), "jwks.extra"),
             (r#"{"jwks":"c"}"#.into(), "jwks"),
             (r#"{"jwks":{"path":"/p"}}"#.into(), "jwks.cluster"),
-            (
-                r#"{"jwks":{"cluster":"","path":"/p"}}"#.into(),
-                "jwks.cluster",
-            ),
-            (
-                r#"{"jwks":{"cluster":"a b","path":"/p"}}"#.into(),
-                "jwks.cluster",
-            ),
+            (r#"{"jwks":{"cluster":"","path":"/p"}}"#.into(), "jwks.cluster"),
+            (r#"{"jwks":{"cluster":"a b","path":"/p"}}"#.into(), "jwks.cluster"),
             (r#"{"jwks":{"cluster":"c"}}"#.into(), "jwks.path"),
             (r#"{"jwks":{"cluster":"c","path":"p"}}"#.into(), "jwks.path"),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/a b"}}"#.into(),
-                "jwks.path",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","authority":""}}"#.into(),
-                "jwks.authority",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":0}}"#.into(),
-                "jwks.refresh_seconds",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":"60"}}"#.into(),
-                "jwks.refresh_seconds",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":1.5}}"#.into(),
-                "jwks.refresh_seconds",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":-1}}"#.into(),
-                "jwks.timeout_ms",
-            ),
-            (
-                r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":600000}}"#.into(),
-                "jwks.timeout_ms",
-            ),
+            (r#"{"jwks":{"cluster":"c","path":"/a b"}}"#.into(), "jwks.path"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","authority":""}}"#.into(), "jwks.authority"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":0}}"#.into(), "jwks.refresh_seconds"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":"60"}}"#.into(), "jwks.refresh_seconds"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":1.5}}"#.into(), "jwks.refresh_seconds"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":-1}}"#.into(), "jwks.timeout_ms"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":600000}}"#.into(), "jwks.timeout_ms"),
             (r#"{"local_jwks":"{}"}"#.into(), "local_jwks"),
             (r#"{"local_jwks":{"keys":{}}}"#.into(), "local_jwks"),
             (format!(r#"{{{remote},"header":""}}"#), "header"),
             (format!(r#"{{{remote},"header":"x auth"}}"#), "header"),
-            (
-                format!(r#"{{{remote},"header":"x-tokengate-id"}}"#),
-                "header",
-            ),
+            (format!(r#"{{{remote},"header":"x-tokengate-id"}}"#), "header"),
             (format!(r#"{{{remote},"header":5}}"#), "header"),
             (format!(r#"{{{remote},"namespace_id":""}}"#), "namespace_id"),
             (format!(r#"{{{remote},"function_id":"f"}}"#), "function_id"),
@@ -502,14 +337,8 @@ mod tests {
             (format!(r#"{{{remote},"audiences":[]}}"#), "audiences"),
             (format!(r#"{{{remote},"audiences":"a"}}"#), "audiences"),
             (format!(r#"{{{remote},"audiences":[""]}}"#), "audiences"),
-            (
-                format!(r#"{{{remote},"clock_skew_seconds":3601}}"#),
-                "clock_skew_seconds",
-            ),
-            (
-                format!(r#"{{{remote},"forward_token":"yes"}}"#),
-                "forward_token",
-            ),
+            (format!(r#"{{{remote},"clock_skew_seconds":3601}}"#), "clock_skew_seconds"),
+            (format!(r#"{{{remote},"forward_token":"yes"}}"#), "forward_token"),
             (format!(r#"{{{remote},"comment":1}}"#), "comment"),
         ];
         for (doc, field) in cases {

@@ -114,34 +114,27 @@ impl PublicKey {
     /// A P-256 key from its affine coordinates (exactly 32 bytes each, RFC 7518 6.2.1.2).
     pub fn p256(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
         let point = uncompressed_point(x, y, 32)?;
-        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(PublicKey::P256)
-            .map_err(|_| KeyError::EcPoint)
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(PublicKey::P256).map_err(|_| KeyError::EcPoint)
     }
 
     /// A P-384 key from its affine coordinates (exactly 48 bytes each).
     pub fn p384(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
         let point = uncompressed_point(x, y, 48)?;
-        p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-            .map(PublicKey::P384)
-            .map_err(|_| KeyError::EcPoint)
+        p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(PublicKey::P384).map_err(|_| KeyError::EcPoint)
     }
 
     /// An Ed25519 key from its 32-byte encoding.
     pub fn ed25519(x: &[u8]) -> Result<PublicKey, KeyError> {
         // Small-order and non-canonical points are refused by every verification.
-        ed25519_compact::PublicKey::from_slice(x)
-            .map(PublicKey::Ed25519)
-            .map_err(|_| KeyError::Ed25519)
+        ed25519_compact::PublicKey::from_slice(x).map(PublicKey::Ed25519).map_err(|_| KeyError::Ed25519)
     }
 
     /// Whether this key may verify `alg` at all (by key type and curve).
     pub fn fits(&self, alg: Alg) -> bool {
         match self {
-            PublicKey::Rsa(_) => matches!(
-                alg,
-                Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512
-            ),
+            PublicKey::Rsa(_) => {
+                matches!(alg, Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512)
+            }
             PublicKey::P256(_) => alg == Alg::ES256,
             PublicKey::P384(_) => alg == Alg::ES384,
             PublicKey::Ed25519(_) => alg == Alg::EdDSA,
@@ -160,37 +153,24 @@ impl PublicKey {
             PublicKey::Rsa(key) => verify_rsa(key, alg, message, signature),
             PublicKey::P256(key) => {
                 signature.len() == 64
-                    && p256::ecdsa::Signature::from_slice(signature)
-                        .is_ok_and(|sig| key.verify(message, &sig).is_ok())
+                    && p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
             PublicKey::P384(key) => {
                 signature.len() == 96
-                    && p384::ecdsa::Signature::from_slice(signature)
-                        .is_ok_and(|sig| key.verify(message, &sig).is_ok())
+                    && p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
-            PublicKey::Ed25519(key) => ed25519_compact::Signature::from_slice(signature)
-                .is_ok_and(|sig| key.verify(message, &sig).is_ok()),
+            PublicKey::Ed25519(key) => {
+                ed25519_compact::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            }
         }
     }
 }
 
 fn verify_rsa(key: &rsa::PublicKey, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
     let result = match alg {
-        Alg::RS256 => key.verify(
-            Pkcs1v15Sign::new::<Sha256>(),
-            &Sha256::digest(message),
-            signature,
-        ),
-        Alg::RS384 => key.verify(
-            Pkcs1v15Sign::new::<Sha384>(),
-            &Sha384::digest(message),
-            signature,
-        ),
-        Alg::RS512 => key.verify(
-            Pkcs1v15Sign::new::<Sha512>(),
-            &Sha512::digest(message),
-            signature,
-        ),
+        Alg::RS256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), signature),
+        Alg::RS384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(message), signature),
+        Alg::RS512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(message), signature),
         // RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash output.
         Alg::PS256 => key.verify(Pss::<Sha256>::new(), &Sha256::digest(message), signature),
         Alg::PS384 => key.verify(Pss::<Sha384>::new(), &Sha384::digest(message), signature),
@@ -229,23 +209,13 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_refuse_symmetric_and_none() {
-        for alg in [
-            Alg::RS256,
-            Alg::RS384,
-            Alg::RS512,
-            Alg::PS256,
-            Alg::PS384,
-            Alg::PS512,
-            Alg::ES256,
-            Alg::ES384,
-            Alg::EdDSA,
-        ] {
+        for alg in
+            [Alg::RS256, Alg::RS384, Alg::RS512, Alg::PS256, Alg::PS384, Alg::PS512, Alg::ES256, Alg::ES384, Alg::EdDSA]
+        {
             assert_eq!(Alg::from_name(alg.name()), Some(alg));
         }
         assert_eq!(Alg::from_name("Ed25519"), Some(Alg::EdDSA));
-        for name in [
-            "none", "None", "HS256", "HS384", "HS512", "ES512", "rs256", "", "RSA-OAEP", "Ed448",
-        ] {
+        for name in ["none", "None", "HS256", "HS384", "HS512", "ES512", "rs256", "", "RSA-OAEP", "Ed448"] {
             assert_eq!(Alg::from_name(name), None, "{name}");
         }
     }
@@ -263,47 +233,23 @@ mod tests {
     fn rsa_size_limits() {
         let mut small = vec![0xff; 128];
         small[127] = 0xfb;
-        assert_eq!(
-            PublicKey::rsa(&small, &[1, 0, 1]).err(),
-            Some(KeyError::RsaSize(1024))
-        );
+        assert_eq!(PublicKey::rsa(&small, &[1, 0, 1]).err(), Some(KeyError::RsaSize(1024)));
         let mut even = vec![0xff; 256];
         even[255] = 0xfe;
-        assert_eq!(
-            PublicKey::rsa(&even, &[1, 0, 1]).err(),
-            Some(KeyError::RsaMalformed)
-        );
+        assert_eq!(PublicKey::rsa(&even, &[1, 0, 1]).err(), Some(KeyError::RsaMalformed));
         let mut odd = vec![0xff; 256];
         odd[255] = 0xfb;
         assert!(PublicKey::rsa(&odd, &[1, 0, 1]).is_ok());
-        assert_eq!(
-            PublicKey::rsa(&odd, &[1]).err(),
-            Some(KeyError::RsaMalformed)
-        );
-        assert_eq!(
-            PublicKey::rsa(&odd, &[]).err(),
-            Some(KeyError::RsaMalformed)
-        );
-        assert_eq!(
-            PublicKey::rsa(&vec![0xff; 1025], &[3]).err(),
-            Some(KeyError::RsaSize(8200))
-        );
+        assert_eq!(PublicKey::rsa(&odd, &[1]).err(), Some(KeyError::RsaMalformed));
+        assert_eq!(PublicKey::rsa(&odd, &[]).err(), Some(KeyError::RsaMalformed));
+        assert_eq!(PublicKey::rsa(&vec![0xff; 1025], &[3]).err(), Some(KeyError::RsaSize(8200)));
     }
 
     #[test]
     fn ec_points_must_be_on_curve_with_exact_lengths() {
-        assert_eq!(
-            PublicKey::p256(&[1; 32], &[2; 32]).err(),
-            Some(KeyError::EcPoint)
-        );
-        assert_eq!(
-            PublicKey::p256(&[1; 31], &[2; 32]).err(),
-            Some(KeyError::EcLength)
-        );
-        assert_eq!(
-            PublicKey::p384(&[1; 32], &[2; 32]).err(),
-            Some(KeyError::EcLength)
-        );
+        assert_eq!(PublicKey::p256(&[1; 32], &[2; 32]).err(), Some(KeyError::EcPoint));
+        assert_eq!(PublicKey::p256(&[1; 31], &[2; 32]).err(), Some(KeyError::EcLength));
+        assert_eq!(PublicKey::p384(&[1; 32], &[2; 32]).err(), Some(KeyError::EcLength));
     }
 
     #[test]

@@ -75,18 +75,12 @@ impl Denial {
 
     /// The reply body: a small JSON object with the reason code, never the token.
     pub fn body(self) -> String {
-        format!(
-            "{{\"error\":\"forbidden\",\"reason\":\"{}\"}}\n",
-            self.code()
-        )
+        format!("{{\"error\":\"forbidden\",\"reason\":\"{}\"}}\n", self.code())
     }
 
     /// Extra headers of the local reply.
     pub fn headers(self) -> [(&'static str, &'static str); 2] {
-        [
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-        ]
+        [("content-type", "application/json"), ("cache-control", "no-store")]
     }
 }
 
@@ -101,10 +95,7 @@ mod tests {
         assert_eq!(codes.len(), Denial::ALL.len());
         for denial in Denial::ALL {
             let code = denial.code();
-            assert!(
-                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{code}"
-            );
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
             let body: serde_json::Value = serde_json::from_str(&denial.body()).unwrap();
             assert_eq!(body["reason"], code);
             assert_eq!(denial.status(), 403);

@@ -65,17 +65,10 @@ impl Gate {
             KeySource::Local(keys) => KeyCache::local(keys.clone()),
             KeySource::Remote(remote) => KeyCache::remote(
                 &remote.source_id(),
-                FetchPolicy {
-                    refresh_ms: remote.refresh_seconds * 1000,
-                    timeout_ms: remote.timeout_ms,
-                },
+                FetchPolicy { refresh_ms: remote.refresh_seconds * 1000, timeout_ms: remote.timeout_ms },
             ),
         };
-        Gate {
-            policy: config.policy.clone(),
-            cache,
-            paused: Vec::new(),
-        }
+        Gate { policy: config.policy.clone(), cache, paused: Vec::new() }
     }
 
     /// Prepares the shared record; call once at configure time.
@@ -99,13 +92,7 @@ impl Gate {
     }
 
     /// Decides a request from the values of its token header (one entry per header line).
-    pub fn on_request(
-        &mut self,
-        store: &dyn SharedData,
-        context_id: u32,
-        values: &[&[u8]],
-        now_ms: u64,
-    ) -> Outcome {
+    pub fn on_request(&mut self, store: &dyn SharedData, context_id: u32, values: &[&[u8]], now_ms: u64) -> Outcome {
         let value = match values {
             [] => return Outcome::Deny(Denial::MissingToken),
             [one] => *one,
@@ -128,11 +115,7 @@ impl Gate {
         let synced = self.cache.sync(store);
         let fetch = self.cache.claim_fetch(store, now_ms);
         let resolved = self.resolve(store, now_ms);
-        Tick {
-            fetch,
-            synced,
-            resolved,
-        }
+        Tick { fetch, synced, resolved }
     }
 
     /// The fetch this worker claimed has ended.
@@ -171,10 +154,7 @@ impl Gate {
             Err(Denial::UnknownKey) if may_wait && verify::names_unknown_kid(&token, &keys) => {
                 match self.cache.want_refetch(store) {
                     Some(target) => {
-                        let deadline = now_ms
-                            + MIN_REFETCH_MS
-                            + self.cache.policy().timeout_ms
-                            + WAIT_SLACK_MS;
+                        let deadline = now_ms + MIN_REFETCH_MS + self.cache.policy().timeout_ms + WAIT_SLACK_MS;
                         self.pause(context_id, token, target, deadline, Denial::UnknownKey)
                     }
                     None => Outcome::Deny(Denial::UnknownKey),
@@ -195,12 +175,7 @@ impl Gate {
         if self.paused.len() >= MAX_PAUSED {
             return Outcome::Deny(otherwise);
         }
-        self.paused.push(Paused {
-            context_id,
-            token,
-            until_completed,
-            deadline_ms,
-        });
+        self.paused.push(Paused { context_id, token, until_completed, deadline_ms });
         Outcome::Paused
     }
 
@@ -217,10 +192,7 @@ impl Gate {
                     Outcome::Deny(denial) => Err(denial),
                     Outcome::Paused => Err(Denial::KeysUnavailable),
                 };
-                Resolved {
-                    context_id: p.context_id,
-                    result,
-                }
+                Resolved { context_id: p.context_id, result }
             })
             .collect()
     }
@@ -242,9 +214,7 @@ pub fn upstream_headers(claims: &VerifiedClaims) -> Vec<(&'static str, &str)> {
     ]
     .into_iter()
     .filter_map(|(name, value)| Some((name, value?)))
-    .filter(|(_, value)| {
-        !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-    })
+    .filter(|(_, value)| !value.is_empty() && value.len() <= 256 && value.bytes().all(|b| (0x20..0x7f).contains(&b)))
     .collect()
 }
 
@@ -270,19 +240,13 @@ mod tests {
 
     fn token(seed: u8, claims: &str) -> Vec<u8> {
         let header = format!(r#"{{"alg":"EdDSA","kid":"k{seed}"}}"#);
-        let input = format!(
-            "{}.{}",
-            b64::encode(header.as_bytes()),
-            b64::encode(claims.as_bytes())
-        );
+        let input = format!("{}.{}", b64::encode(header.as_bytes()), b64::encode(claims.as_bytes()));
         let sig = pair(seed).sk.sign(input.as_bytes(), None);
         format!("{input}.{}", b64::encode(sig.as_ref())).into_bytes()
     }
 
     fn remote_gate(store: &MemorySharedData) -> Gate {
-        let config =
-            config::parse(br#"{"jwks":{"cluster":"keys","path":"/jwks.json","timeout_ms":1000}}"#)
-                .unwrap();
+        let config = config::parse(br#"{"jwks":{"cluster":"keys","path":"/jwks.json","timeout_ms":1000}}"#).unwrap();
         let mut gate = Gate::new(&config);
         gate.start(store);
         gate
@@ -297,10 +261,7 @@ mod tests {
             expires_at: None,
         };
         assert_eq!(upstream_headers(&claims), vec![(TOKEN_ID_HEADER, "t-1")]);
-        let long = VerifiedClaims {
-            token_id: Some("a".repeat(257)),
-            ..VerifiedClaims::default()
-        };
+        let long = VerifiedClaims { token_id: Some("a".repeat(257)), ..VerifiedClaims::default() };
         assert!(upstream_headers(&long).is_empty());
     }
 
@@ -308,23 +269,11 @@ mod tests {
     fn header_count_and_syntax_are_decided_without_keys() {
         let store = MemorySharedData::default();
         let mut gate = remote_gate(&store);
-        assert_eq!(
-            gate.on_request(&store, 1, &[], 0),
-            Outcome::Deny(Denial::MissingToken)
-        );
+        assert_eq!(gate.on_request(&store, 1, &[], 0), Outcome::Deny(Denial::MissingToken));
         let t = token(1, "{}");
-        assert_eq!(
-            gate.on_request(&store, 1, &[&t, &t], 0),
-            Outcome::Deny(Denial::MultipleTokens)
-        );
-        assert_eq!(
-            gate.on_request(&store, 1, &[b"garbage"], 0),
-            Outcome::Deny(Denial::MalformedToken)
-        );
-        assert_eq!(
-            gate.on_request(&store, 1, &[b""], 0),
-            Outcome::Deny(Denial::MalformedToken)
-        );
+        assert_eq!(gate.on_request(&store, 1, &[&t, &t], 0), Outcome::Deny(Denial::MultipleTokens));
+        assert_eq!(gate.on_request(&store, 1, &[b"garbage"], 0), Outcome::Deny(Denial::MalformedToken));
+        assert_eq!(gate.on_request(&store, 1, &[b""], 0), Outcome::Deny(Denial::MalformedToken));
         assert_eq!(gate.paused(), 0);
     }
 
@@ -351,18 +300,9 @@ mod tests {
         assert_eq!(gate.on_request(&store, 1, &[&t], 0), Outcome::Paused);
         assert!(gate.on_tick(&store, 0).fetch);
         let (_, resolved) = gate.on_fetch_done(&store, 5, Ok(b"<html>502</html>"));
-        assert_eq!(
-            resolved,
-            vec![Resolved {
-                context_id: 1,
-                result: Err(Denial::KeysUnavailable)
-            }]
-        );
+        assert_eq!(resolved, vec![Resolved { context_id: 1, result: Err(Denial::KeysUnavailable) }]);
         // Once the key service has failed, new requests are denied at once, not parked.
-        assert_eq!(
-            gate.on_request(&store, 2, &[&t], 10),
-            Outcome::Deny(Denial::KeysUnavailable)
-        );
+        assert_eq!(gate.on_request(&store, 2, &[&t], 10), Outcome::Deny(Denial::KeysUnavailable));
 
         // A fetch that never answers: the paused request is denied at its deadline.
         let store = MemorySharedData::default();
@@ -371,13 +311,7 @@ mod tests {
         assert!(gate.on_tick(&store, 0).fetch);
         assert!(gate.on_tick(&store, 1_499).resolved.is_empty());
         let late = gate.on_tick(&store, 1_500).resolved;
-        assert_eq!(
-            late,
-            vec![Resolved {
-                context_id: 3,
-                result: Err(Denial::KeysUnavailable)
-            }]
-        );
+        assert_eq!(late, vec![Resolved { context_id: 3, result: Err(Denial::KeysUnavailable) }]);
     }
 
     #[test]
@@ -393,25 +327,13 @@ mod tests {
         assert!(gate.on_tick(&store, 1_000).fetch);
         let (_, resolved) = gate.on_fetch_done(&store, 1_010, Ok(&jwks(&[1, 2])));
         assert_eq!(resolved.len(), 1);
-        assert!(
-            resolved[0].result.is_ok(),
-            "a freshly created token is accepted"
-        );
+        assert!(resolved[0].result.is_ok(), "a freshly created token is accepted");
         // A kid that is still unknown after the refetch is denied.
         let stranger = token(3, "{}");
-        assert_eq!(
-            gate.on_request(&store, 10, &[&stranger], 1_100),
-            Outcome::Paused
-        );
+        assert_eq!(gate.on_request(&store, 10, &[&stranger], 1_100), Outcome::Paused);
         assert!(gate.on_tick(&store, 2_000).fetch);
         let (_, resolved) = gate.on_fetch_done(&store, 2_010, Ok(&jwks(&[1, 2])));
-        assert_eq!(
-            resolved,
-            vec![Resolved {
-                context_id: 10,
-                result: Err(Denial::UnknownKey)
-            }]
-        );
+        assert_eq!(resolved, vec![Resolved { context_id: 10, result: Err(Denial::UnknownKey) }]);
     }
 
     #[test]
@@ -422,10 +344,7 @@ mod tests {
         for id in 0..MAX_PAUSED as u32 {
             assert_eq!(gate.on_request(&store, id, &[&t], 0), Outcome::Paused);
         }
-        assert_eq!(
-            gate.on_request(&store, 99_999, &[&t], 0),
-            Outcome::Deny(Denial::KeysUnavailable)
-        );
+        assert_eq!(gate.on_request(&store, 99_999, &[&t], 0), Outcome::Deny(Denial::KeysUnavailable));
         gate.forget(3);
         assert_eq!(gate.paused(), MAX_PAUSED - 1);
     }
@@ -433,20 +352,11 @@ mod tests {
     #[test]
     fn local_keys_never_wait() {
         let store = MemorySharedData::default();
-        let doc = format!(
-            r#"{{"local_jwks":{}}}"#,
-            String::from_utf8(jwks(&[1])).unwrap()
-        );
+        let doc = format!(r#"{{"local_jwks":{}}}"#, String::from_utf8(jwks(&[1])).unwrap());
         let mut gate = Gate::new(&config::parse(doc.as_bytes()).unwrap());
         gate.start(&store);
-        assert!(matches!(
-            gate.on_request(&store, 1, &[&token(1, "{}")], 0),
-            Outcome::Allow(_)
-        ));
-        assert_eq!(
-            gate.on_request(&store, 1, &[&token(2, "{}")], 0),
-            Outcome::Deny(Denial::UnknownKey)
-        );
+        assert!(matches!(gate.on_request(&store, 1, &[&token(1, "{}")], 0), Outcome::Allow(_)));
+        assert_eq!(gate.on_request(&store, 1, &[&token(2, "{}")], 0), Outcome::Deny(Denial::UnknownKey));
         assert!(!gate.on_tick(&store, 0).fetch);
         assert!(!gate.wants_fast_ticks());
     }

@@ -116,10 +116,8 @@ mod tests {
         let pairs = [(":path", "/"), ("x-auth-token", "a.b.c"), ("empty", "")];
         let encoded = encode_map(&pairs);
         let decoded = decode_map(&encoded).unwrap();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = pairs
-            .iter()
-            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> =
+            pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
         assert_eq!(decoded, want);
         assert_eq!(decode_map(&[]), Some(vec![]));
         for cut in 1..encoded.len() - 1 {

@@ -39,9 +39,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Strict(Value::Number(v.into())))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Strict, E> {
-        Number::from_f64(v)
-            .map(|n| Strict(Value::Number(n)))
-            .ok_or_else(|| E::custom("number is not finite"))
+        Number::from_f64(v).map(|n| Strict(Value::Number(n))).ok_or_else(|| E::custom("number is not finite"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
         Ok(Strict(Value::String(v.to_owned())))
@@ -90,12 +88,7 @@ mod tests {
 
     #[test]
     fn parses_what_serde_json_parses() {
-        for doc in [
-            r#"{"a":1,"b":[1,2.5,"x",null,true]}"#,
-            "[]",
-            "1e300",
-            r#""\u00e9""#,
-        ] {
+        for doc in [r#"{"a":1,"b":[1,2.5,"x",null,true]}"#, "[]", "1e300", r#""\u00e9""#] {
             let strict = parse_strict(doc.as_bytes()).ok();
             let plain: Option<Value> = serde_json::from_str(doc).ok();
             assert_eq!(strict, plain, "{doc}");

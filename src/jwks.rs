@@ -141,18 +141,11 @@ pub fn parse(body: &[u8]) -> Result<Parsed, JwksError> {
             Some(Value::Object(object)) => object,
             _ => {
                 let reason = SkipReason::NotAnObject;
-                parsed.skipped.push(SkippedKey {
-                    index,
-                    kid: None,
-                    reason,
-                });
+                parsed.skipped.push(SkippedKey { index, kid: None, reason });
                 continue;
             }
         };
-        let kid = object
-            .get("kid")
-            .and_then(Value::as_str)
-            .map(|k| truncate(k, MAX_KID_BYTES));
+        let kid = object.get("kid").and_then(Value::as_str).map(|k| truncate(k, MAX_KID_BYTES));
         match parse_key(&object) {
             Ok(jwk) => parsed.keys.keys.push(jwk),
             Err(reason) => parsed.skipped.push(SkippedKey { index, kid, reason }),
@@ -194,10 +187,7 @@ fn parse_key(object: &Map<String, Value>) -> Result<Jwk, SkipReason> {
     }
     let alg = match string_member(object, "alg")? {
         None => None,
-        Some(name) => Some(
-            Alg::from_name(name)
-                .ok_or_else(|| SkipReason::UnsupportedAlgorithm(truncate(name, 32)))?,
-        ),
+        Some(name) => Some(Alg::from_name(name).ok_or_else(|| SkipReason::UnsupportedAlgorithm(truncate(name, 32)))?),
     };
     let key = match kty {
         "RSA" => PublicKey::rsa(&bytes_member(object, "n")?, &bytes_member(object, "e")?),
@@ -222,10 +212,7 @@ fn parse_key(object: &Map<String, Value>) -> Result<Jwk, SkipReason> {
     Ok(Jwk { kid, alg, key })
 }
 
-fn string_member<'a>(
-    object: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<&'a str>, SkipReason> {
+fn string_member<'a>(object: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, SkipReason> {
     match object.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -247,12 +234,7 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 fn short(error: &serde_json::Error) -> String {
-    format!(
-        "line {} column {}: {:?}",
-        error.line(),
-        error.column(),
-        error.classify()
-    )
+    format!("line {} column {}: {:?}", error.line(), error.column(), error.classify())
 }
 
 #[cfg(test)]
@@ -293,16 +275,9 @@ mod tests {
             b"{\"keys\":[],\"keys\":[]}",
             b"null",
         ] {
-            assert!(
-                matches!(parse(body), Err(JwksError::NotAJwks(_))),
-                "{:?}",
-                String::from_utf8_lossy(body)
-            );
+            assert!(matches!(parse(body), Err(JwksError::NotAJwks(_))), "{:?}", String::from_utf8_lossy(body));
         }
-        assert_eq!(
-            parse(&vec![b' '; MAX_JWKS_BYTES + 1]).err(),
-            Some(JwksError::TooLarge)
-        );
+        assert_eq!(parse(&vec![b' '; MAX_JWKS_BYTES + 1]).err(), Some(JwksError::TooLarge));
     }
 
     #[test]
@@ -315,87 +290,36 @@ mod tests {
     fn each_key_is_judged_on_its_own() {
         let cases: Vec<(Value, Result<(), SkipReason>)> = vec![
             (ed(json!({})), Ok(())),
-            (
-                ed(json!({"use": "sig", "alg": "EdDSA", "kid": "a"})),
-                Ok(()),
-            ),
+            (ed(json!({"use": "sig", "alg": "EdDSA", "kid": "a"})), Ok(())),
             (ed(json!({"alg": "Ed25519"})), Ok(())),
             (ed(json!({"key_ops": ["verify", "sign"]})), Ok(())),
-            (
-                ed(json!({"use": "enc"})),
-                Err(SkipReason::NotForSignatures("enc".into())),
-            ),
+            (ed(json!({"use": "enc"})), Err(SkipReason::NotForSignatures("enc".into()))),
             (ed(json!({"use": 1})), Err(SkipReason::BadMember("use"))),
-            (
-                ed(json!({"key_ops": ["encrypt"]})),
-                Err(SkipReason::NoVerifyOperation),
-            ),
-            (
-                ed(json!({"key_ops": "verify"})),
-                Err(SkipReason::BadMember("key_ops")),
-            ),
-            (
-                ed(json!({"alg": "ES256"})),
-                Err(SkipReason::AlgorithmMismatch("ES256".into())),
-            ),
-            (
-                ed(json!({"alg": "RSA-OAEP"})),
-                Err(SkipReason::UnsupportedAlgorithm("RSA-OAEP".into())),
-            ),
-            (
-                ed(json!({"alg": "HS256"})),
-                Err(SkipReason::UnsupportedAlgorithm("HS256".into())),
-            ),
-            (
-                ed(json!({"alg": "none"})),
-                Err(SkipReason::UnsupportedAlgorithm("none".into())),
-            ),
+            (ed(json!({"key_ops": ["encrypt"]})), Err(SkipReason::NoVerifyOperation)),
+            (ed(json!({"key_ops": "verify"})), Err(SkipReason::BadMember("key_ops"))),
+            (ed(json!({"alg": "ES256"})), Err(SkipReason::AlgorithmMismatch("ES256".into()))),
+            (ed(json!({"alg": "RSA-OAEP"})), Err(SkipReason::UnsupportedAlgorithm("RSA-OAEP".into()))),
+            (ed(json!({"alg": "HS256"})), Err(SkipReason::UnsupportedAlgorithm("HS256".into()))),
+            (ed(json!({"alg": "none"})), Err(SkipReason::UnsupportedAlgorithm("none".into()))),
             (ed(json!({"d": ED_X})), Err(SkipReason::SecretMaterial)),
             (ed(json!({"kid": 7})), Err(SkipReason::BadMember("kid"))),
-            (
-                ed(json!({"kid": "k".repeat(300)})),
-                Err(SkipReason::KidTooLong),
-            ),
-            (
-                ed(json!({"x": format!("{ED_X}=")})),
-                Err(SkipReason::BadEncoding("x")),
-            ),
-            (
-                ed(json!({"crv": "Ed448"})),
-                Err(SkipReason::UnsupportedCurve("Ed448".into())),
-            ),
-            (
-                ed(json!({"crv": "X25519"})),
-                Err(SkipReason::UnsupportedCurve("X25519".into())),
-            ),
-            (
-                json!({"kty": "oct", "k": "c2VjcmV0"}),
-                Err(SkipReason::SecretMaterial),
-            ),
+            (ed(json!({"kid": "k".repeat(300)})), Err(SkipReason::KidTooLong)),
+            (ed(json!({"x": format!("{ED_X}=")})), Err(SkipReason::BadEncoding("x"))),
+            (ed(json!({"crv": "Ed448"})), Err(SkipReason::UnsupportedCurve("Ed448".into()))),
+            (ed(json!({"crv": "X25519"})), Err(SkipReason::UnsupportedCurve("X25519".into()))),
+            (json!({"kty": "oct", "k": "c2VjcmV0"}), Err(SkipReason::SecretMaterial)),
             (
                 json!({"kty": "AKP", "alg": "ML-DSA-65", "pub": "AA"}),
                 Err(SkipReason::UnsupportedAlgorithm("ML-DSA-65".into())),
             ),
-            (
-                json!({"kty": "AKP", "pub": "AA"}),
-                Err(SkipReason::UnsupportedKeyType("AKP".into())),
-            ),
-            (
-                json!({"crv": "Ed25519", "x": ED_X}),
-                Err(SkipReason::BadMember("kty")),
-            ),
-            (
-                json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y}),
-                Ok(()),
-            ),
+            (json!({"kty": "AKP", "pub": "AA"}), Err(SkipReason::UnsupportedKeyType("AKP".into()))),
+            (json!({"crv": "Ed25519", "x": ED_X}), Err(SkipReason::BadMember("kty"))),
+            (json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y}), Ok(())),
             (
                 json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "alg": "ES384"}),
                 Err(SkipReason::AlgorithmMismatch("ES384".into())),
             ),
-            (
-                json!({"kty": "EC", "crv": "P-256", "x": P256_X}),
-                Err(SkipReason::BadMember("y")),
-            ),
+            (json!({"kty": "EC", "crv": "P-256", "x": P256_X}), Err(SkipReason::BadMember("y"))),
             (
                 json!({"kty": "EC", "crv": "secp256k1", "x": P256_X, "y": P256_Y}),
                 Err(SkipReason::UnsupportedCurve("secp256k1".into())),
@@ -408,10 +332,7 @@ mod tests {
                 json!({"kty": "EC", "crv": "P-256", "x": P256_Y, "y": P256_X}),
                 Err(SkipReason::BadKey(KeyError::EcPoint)),
             ),
-            (
-                json!({"kty": "RSA", "x5c": ["MIIB"]}),
-                Err(SkipReason::BadMember("n")),
-            ),
+            (json!({"kty": "RSA", "x5c": ["MIIB"]}), Err(SkipReason::BadMember("n"))),
             (json!("a string"), Err(SkipReason::NotAnObject)),
             (json!(null), Err(SkipReason::NotAnObject)),
         ];
@@ -436,9 +357,7 @@ mod tests {
 
     #[test]
     fn key_alg_binds_the_key() {
-        let jwk =
-            one(json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "alg": "ES256"}))
-                .unwrap();
+        let jwk = one(json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_Y, "alg": "ES256"})).unwrap();
         assert!(jwk.accepts(Alg::ES256));
         assert!(!jwk.accepts(Alg::ES384));
         assert!(!jwk.accepts(Alg::RS256));

@@ -94,11 +94,7 @@ pub struct FetchPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchResult {
     /// A usable key-set document; `changed` when it differs from the previous one.
-    Stored {
-        changed: bool,
-        keys: usize,
-        skipped: Vec<SkippedKey>,
-    },
+    Stored { changed: bool, keys: usize, skipped: Vec<SkippedKey> },
     /// The fetch failed; the last good key set (if any) stays.
     Failed { reason: String },
 }
@@ -145,13 +141,7 @@ impl KeyCache {
 
     /// A cache that holds a fixed key set and never fetches.
     pub fn local(keys: KeySet) -> KeyCache {
-        let mut cache = KeyCache::remote(
-            "local",
-            FetchPolicy {
-                refresh_ms: u64::MAX,
-                timeout_ms: 0,
-            },
-        );
+        let mut cache = KeyCache::remote("local", FetchPolicy { refresh_ms: u64::MAX, timeout_ms: 0 });
         cache.keys = Some(Rc::new(keys));
         cache.version = 1;
         cache.local = true;
@@ -264,8 +254,7 @@ impl KeyCache {
         self.seen = meta;
         let never = meta.started == 0;
         let scheduled = now_ms >= meta.next_due_ms;
-        let wanted =
-            meta.refetch_wanted && now_ms >= meta.last_start_ms.saturating_add(MIN_REFETCH_MS);
+        let wanted = meta.refetch_wanted && now_ms >= meta.last_start_ms.saturating_add(MIN_REFETCH_MS);
         if meta.in_flight(now_ms) || !(never || scheduled || wanted) {
             return false;
         }
@@ -276,10 +265,7 @@ impl KeyCache {
             refetch_wanted: false,
             ..meta
         };
-        if store
-            .set(&self.meta_key, claimed.encode().as_bytes(), cas)
-            .is_ok()
-        {
+        if store.set(&self.meta_key, claimed.encode().as_bytes(), cas).is_ok() {
             self.seen = claimed;
             true
         } else {
@@ -300,10 +286,7 @@ impl KeyCache {
             if meta.refetch_wanted {
                 return Some(target);
             }
-            let wanted = Meta {
-                refetch_wanted: true,
-                ..meta
-            };
+            let wanted = Meta { refetch_wanted: true, ..meta };
             match store.set(&self.meta_key, wanted.encode().as_bytes(), cas) {
                 Ok(()) => {
                     self.seen = wanted;
@@ -318,18 +301,9 @@ impl KeyCache {
 
     /// Records the end of the fetch this worker claimed: `Ok(body)` for a 200 response, or the
     /// reason it failed. A body that is not a key set counts as a failure.
-    pub fn finish_fetch(
-        &mut self,
-        store: &dyn SharedData,
-        now_ms: u64,
-        outcome: Result<&[u8], String>,
-    ) -> FetchResult {
+    pub fn finish_fetch(&mut self, store: &dyn SharedData, now_ms: u64, outcome: Result<&[u8], String>) -> FetchResult {
         let refresh_ms = self.policy.refresh_ms;
-        let parsed = outcome.and_then(|body| {
-            jwks::parse(body)
-                .map(|p| (body, p))
-                .map_err(|e| e.to_string())
-        });
+        let parsed = outcome.and_then(|body| jwks::parse(body).map(|p| (body, p)).map_err(|e| e.to_string()));
         let (body, parsed) = match parsed {
             Ok(ok) => ok,
             Err(reason) => {
@@ -351,11 +325,7 @@ impl KeyCache {
         let stored = self.record(store, |meta| {
             changed = meta.version == 0 || meta.body_hash != hash;
             Meta {
-                version: if changed {
-                    meta.version + 1
-                } else {
-                    meta.version
-                },
+                version: if changed { meta.version + 1 } else { meta.version },
                 completed: meta.completed + 1,
                 lease_until_ms: 0,
                 failures: 0,
@@ -365,9 +335,7 @@ impl KeyCache {
             }
         });
         let Some(meta) = stored else {
-            return FetchResult::Failed {
-                reason: "could not update shared data".to_owned(),
-            };
+            return FetchResult::Failed { reason: "could not update shared data".to_owned() };
         };
         let keys = parsed.keys.len();
         if changed {
@@ -381,29 +349,16 @@ impl KeyCache {
             self.keys = Some(Rc::new(parsed.keys));
             self.version = meta.version;
         }
-        FetchResult::Stored {
-            changed,
-            keys,
-            skipped: parsed.skipped,
-        }
+        FetchResult::Stored { changed, keys, skipped: parsed.skipped }
     }
 
     /// Records that a claimed fetch could not even be started (for example, unknown cluster).
-    pub fn fetch_not_started(
-        &mut self,
-        store: &dyn SharedData,
-        now_ms: u64,
-        reason: String,
-    ) -> FetchResult {
+    pub fn fetch_not_started(&mut self, store: &dyn SharedData, now_ms: u64, reason: String) -> FetchResult {
         self.finish_fetch(store, now_ms, Err(reason))
     }
 
     /// Read-modify-write of the meta record with compare-and-swap.
-    fn record(
-        &mut self,
-        store: &dyn SharedData,
-        mut change: impl FnMut(Meta) -> Meta,
-    ) -> Option<Meta> {
+    fn record(&mut self, store: &dyn SharedData, mut change: impl FnMut(Meta) -> Meta) -> Option<Meta> {
         for _ in 0..CAS_ATTEMPTS {
             let (meta, cas) = self.read_meta(store)?;
             let next = change(meta);
@@ -424,10 +379,7 @@ impl KeyCache {
 /// later than the refresh period.
 pub fn retry_delay(failures: u64, refresh_ms: u64) -> u64 {
     let exponent = failures.saturating_sub(1).min(16) as u32;
-    MIN_REFETCH_MS
-        .saturating_mul(1 << exponent)
-        .min(MAX_RETRY_MS)
-        .min(refresh_ms.max(MIN_REFETCH_MS))
+    MIN_REFETCH_MS.saturating_mul(1 << exponent).min(MAX_RETRY_MS).min(refresh_ms.max(MIN_REFETCH_MS))
 }
 
 fn split_stored(stored: &[u8]) -> Option<(u64, &[u8])> {
@@ -438,9 +390,7 @@ fn split_stored(stored: &[u8]) -> Option<(u64, &[u8])> {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -448,11 +398,9 @@ mod tests {
     use super::*;
     use crate::host::MemorySharedData;
 
-    const POLICY: FetchPolicy = FetchPolicy {
-        refresh_ms: 300_000,
-        timeout_ms: 2_000,
-    };
-    const SET_A: &[u8] = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"}]}"#;
+    const POLICY: FetchPolicy = FetchPolicy { refresh_ms: 300_000, timeout_ms: 2_000 };
+    const SET_A: &[u8] =
+        br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"}]}"#;
     const SET_EMPTY: &[u8] = br#"{"keys":[]}"#;
 
     fn workers(n: usize, store: &MemorySharedData) -> Vec<KeyCache> {
@@ -488,22 +436,11 @@ mod tests {
         let store = MemorySharedData::default();
         let mut w = workers(4, &store);
         let claims: Vec<bool> = w.iter_mut().map(|c| c.claim_fetch(&store, 1_000)).collect();
-        assert_eq!(
-            claims.iter().filter(|c| **c).count(),
-            1,
-            "exactly one worker fetches"
-        );
+        assert_eq!(claims.iter().filter(|c| **c).count(), 1, "exactly one worker fetches");
         let first = claims.iter().position(|c| *c).unwrap();
         assert_eq!(w[first].first_keys_target(1_000), Some(1));
         let result = w[first].finish_fetch(&store, 1_050, Ok(SET_A));
-        assert!(matches!(
-            result,
-            FetchResult::Stored {
-                changed: true,
-                keys: 1,
-                ..
-            }
-        ));
+        assert!(matches!(result, FetchResult::Stored { changed: true, keys: 1, .. }));
         for cache in w.iter_mut() {
             cache.sync(&store);
             assert_eq!(cache.keys().map(|k| k.len()), Some(1));
@@ -522,16 +459,10 @@ mod tests {
         w[0].finish_fetch(&store, 10, Ok(SET_A));
         let version = w[0].version();
         let due = 10 + POLICY.refresh_ms;
-        for (i, body) in [&b"<html>502</html>"[..], b"", b"{\"keys\":7}"]
-            .iter()
-            .enumerate()
-        {
+        for (i, body) in [&b"<html>502</html>"[..], b"", b"{\"keys\":7}"].iter().enumerate() {
             let now = due + 100_000 * i as u64;
             assert!(w[1].claim_fetch(&store, now));
-            assert!(matches!(
-                w[1].finish_fetch(&store, now + 5, Ok(body)),
-                FetchResult::Failed { .. }
-            ));
+            assert!(matches!(w[1].finish_fetch(&store, now + 5, Ok(body)), FetchResult::Failed { .. }));
             w[0].sync(&store);
             assert_eq!(w[0].version(), version);
             assert_eq!(w[0].keys().map(|k| k.len()), Some(1));

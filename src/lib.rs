@@ -6,15 +6,7 @@
 //! dependency, so it is compiled and tested natively; `filter/` is the thin host glue and only
 //! exists on `wasm32`.
 
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod b64;
 pub mod config;

@@ -34,10 +34,7 @@ pub struct Token {
 impl Token {
     /// The bytes the signature covers: `base64url(header) "." base64url(claims)`.
     pub fn signing_input(&self) -> &[u8] {
-        self.raw
-            .as_bytes()
-            .get(..self.signing_input_len)
-            .unwrap_or_default()
+        self.raw.as_bytes().get(..self.signing_input_len).unwrap_or_default()
     }
 }
 
@@ -111,10 +108,7 @@ pub fn parse(value: &[u8]) -> Result<Token, TokenError> {
     if value.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLong);
     }
-    if !value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
+    if !value.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
         return Err(TokenError::NotCompact);
     }
     // Only the alphabet above is left, so this is ASCII.
@@ -161,27 +155,16 @@ fn parse_header(header: &Map<String, Value>) -> Result<(Alg, Option<String>), To
         Some(Value::String(name)) => Alg::from_name(name).ok_or(TokenError::DisallowedAlgorithm)?,
         _ => return Err(TokenError::BadHeader("alg")),
     };
-    if let Some(name) = UNSUPPORTED_HEADERS
-        .iter()
-        .find(|m| header.contains_key(**m))
-    {
+    if let Some(name) = UNSUPPORTED_HEADERS.iter().find(|m| header.contains_key(**m)) {
         return Err(TokenError::UnsupportedHeader(name));
     }
     for member in ["typ", "cty"] {
         if header.get(member).is_some_and(|v| !v.is_string()) {
-            return Err(TokenError::BadHeader(if member == "typ" {
-                "typ"
-            } else {
-                "cty"
-            }));
+            return Err(TokenError::BadHeader(if member == "typ" { "typ" } else { "cty" }));
         }
     }
     // A nested JWT (`cty: JWT`) would need a second verification: not supported.
-    if header
-        .get("cty")
-        .and_then(Value::as_str)
-        .is_some_and(|c| c.eq_ignore_ascii_case("jwt"))
-    {
+    if header.get("cty").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case("jwt")) {
         return Err(TokenError::UnsupportedHeader("cty"));
     }
     let kid = match header.get("kid") {
@@ -210,32 +193,20 @@ fn parse_claims(claims: &Map<String, Value>) -> Result<Claims, TokenError> {
             Some(_) => return Err(TokenError::BadClaim("aud")),
         },
         jti: string_claim(claims, "jti")?,
-        scope: claims
-            .get(SCOPE_CLAIM)
-            .map_or(ScopeClaim::Absent, parse_scope),
+        scope: claims.get(SCOPE_CLAIM).map_or(ScopeClaim::Absent, parse_scope),
     })
 }
 
 /// A NumericDate (RFC 7519 section 2): any JSON number, integer or not. Other types are errors.
-fn numeric_date(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<f64>, TokenError> {
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_f64()
-            .filter(|f| f.is_finite())
-            .map(Some)
-            .ok_or(TokenError::BadClaim(name)),
+        Some(Value::Number(n)) => n.as_f64().filter(|f| f.is_finite()).map(Some).ok_or(TokenError::BadClaim(name)),
         Some(_) => Err(TokenError::BadClaim(name)),
     }
 }
 
-fn string_claim(
-    claims: &Map<String, Value>,
-    name: &'static str,
-) -> Result<Option<String>, TokenError> {
+fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<String>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -257,10 +228,7 @@ fn parse_scope(value: &Value) -> ScopeClaim {
         else {
             return ScopeClaim::Invalid;
         };
-        entries.push(ScopeEntry {
-            namespace_id: ns.clone(),
-            application_id: app.clone(),
-        });
+        entries.push(ScopeEntry { namespace_id: ns.clone(), application_id: app.clone() });
     }
     ScopeClaim::Entries(entries)
 }
@@ -270,12 +238,7 @@ mod tests {
     use super::*;
 
     fn jws(header: &str, claims: &str, signature: &[u8]) -> String {
-        format!(
-            "{}.{}.{}",
-            b64::encode(header.as_bytes()),
-            b64::encode(claims.as_bytes()),
-            b64::encode(signature)
-        )
+        format!("{}.{}.{}", b64::encode(header.as_bytes()), b64::encode(claims.as_bytes()), b64::encode(signature))
     }
 
     const HEADER: &str = r#"{"alg":"EdDSA","kid":"k1","typ":"JWT"}"#;
@@ -294,10 +257,7 @@ mod tests {
         assert_eq!(token.claims.exp, Some(2.5));
         assert_eq!(token.claims.aud, Some(vec!["a".to_owned()]));
         assert_eq!(token.claims.jti.as_deref(), Some("t1"));
-        let entry = ScopeEntry {
-            namespace_id: "ns".into(),
-            application_id: "".into(),
-        };
+        let entry = ScopeEntry { namespace_id: "ns".into(), application_id: "".into() };
         assert_eq!(token.claims.scope, ScopeClaim::Entries(vec![entry]));
         let dot = raw.rfind('.').unwrap();
         assert_eq!(token.signing_input(), &raw.as_bytes()[..dot]);
@@ -314,59 +274,23 @@ mod tests {
             (format!("{good}."), TokenError::NotCompact),
             (format!("{good}="), TokenError::NotCompact),
             (good.replacen('.', "..", 1), TokenError::NotCompact),
-            (
-                good.rsplit_once('.').unwrap().0.to_owned(),
-                TokenError::NotCompact,
-            ),
+            (good.rsplit_once('.').unwrap().0.to_owned(), TokenError::NotCompact),
             (format!(".{good}"), TokenError::NotCompact),
             ("a".repeat(MAX_TOKEN_BYTES + 1), TokenError::TooLong),
             (jws(HEADER, "{}", &[]), TokenError::EmptySignature),
             (jws(HEADER, "[]", &[1]), TokenError::NotAnObject("claims")),
-            (
-                jws(HEADER, r#"{"exp":1,"exp":2}"#, &[1]),
-                TokenError::NotAnObject("claims"),
-            ),
+            (jws(HEADER, r#"{"exp":1,"exp":2}"#, &[1]), TokenError::NotAnObject("claims")),
             (jws("[]", "{}", &[1]), TokenError::NotAnObject("header")),
-            (
-                jws(r#"{"alg":"EdDSA","alg":"none"}"#, "{}", &[1]),
-                TokenError::NotAnObject("header"),
-            ),
-            (
-                jws(r#"{"kid":"k"}"#, "{}", &[1]),
-                TokenError::BadHeader("alg"),
-            ),
-            (
-                jws(r#"{"alg":1}"#, "{}", &[1]),
-                TokenError::BadHeader("alg"),
-            ),
-            (
-                jws(r#"{"alg":"none"}"#, "{}", &[]),
-                TokenError::DisallowedAlgorithm,
-            ),
-            (
-                jws(r#"{"alg":"HS256"}"#, "{}", &[1]),
-                TokenError::DisallowedAlgorithm,
-            ),
-            (
-                jws(r#"{"alg":"RS256","crit":["exp"]}"#, "{}", &[1]),
-                TokenError::UnsupportedHeader("crit"),
-            ),
-            (
-                jws(r#"{"alg":"RS256","b64":false}"#, "{}", &[1]),
-                TokenError::UnsupportedHeader("b64"),
-            ),
-            (
-                jws(r#"{"alg":"RS256","cty":"JWT"}"#, "{}", &[1]),
-                TokenError::UnsupportedHeader("cty"),
-            ),
-            (
-                jws(r#"{"alg":"RS256","kid":5}"#, "{}", &[1]),
-                TokenError::BadHeader("kid"),
-            ),
-            (
-                jws(r#"{"alg":"RS256","typ":[]}"#, "{}", &[1]),
-                TokenError::BadHeader("typ"),
-            ),
+            (jws(r#"{"alg":"EdDSA","alg":"none"}"#, "{}", &[1]), TokenError::NotAnObject("header")),
+            (jws(r#"{"kid":"k"}"#, "{}", &[1]), TokenError::BadHeader("alg")),
+            (jws(r#"{"alg":1}"#, "{}", &[1]), TokenError::BadHeader("alg")),
+            (jws(r#"{"alg":"none"}"#, "{}", &[]), TokenError::DisallowedAlgorithm),
+            (jws(r#"{"alg":"HS256"}"#, "{}", &[1]), TokenError::DisallowedAlgorithm),
+            (jws(r#"{"alg":"RS256","crit":["exp"]}"#, "{}", &[1]), TokenError::UnsupportedHeader("crit")),
+            (jws(r#"{"alg":"RS256","b64":false}"#, "{}", &[1]), TokenError::UnsupportedHeader("b64")),
+            (jws(r#"{"alg":"RS256","cty":"JWT"}"#, "{}", &[1]), TokenError::UnsupportedHeader("cty")),
+            (jws(r#"{"alg":"RS256","kid":5}"#, "{}", &[1]), TokenError::BadHeader("kid")),
+            (jws(r#"{"alg":"RS256","typ":[]}"#, "{}", &[1]), TokenError::BadHeader("typ")),
         ];
         for (raw, want) in cases {
             assert_eq!(parse(raw.as_bytes()).err(), Some(want), "{raw:.80}");
@@ -407,14 +331,8 @@ mod tests {
             ("{}", ScopeClaim::Absent),
             (r#"{"application_claim":[]}"#, ScopeClaim::Entries(vec![])),
             (r#"{"application_claim":{}}"#, ScopeClaim::Invalid),
-            (
-                r#"{"application_claim":[{"namespace_id":"n"}]}"#,
-                ScopeClaim::Invalid,
-            ),
-            (
-                r#"{"application_claim":[{"namespace_id":"n","application_id":1}]}"#,
-                ScopeClaim::Invalid,
-            ),
+            (r#"{"application_claim":[{"namespace_id":"n"}]}"#, ScopeClaim::Invalid),
+            (r#"{"application_claim":[{"namespace_id":"n","application_id":1}]}"#, ScopeClaim::Invalid),
             (r#"{"application_claim":["n"]}"#, ScopeClaim::Invalid),
             (r#"{"application_claim":null}"#, ScopeClaim::Invalid),
         ];

@@ -45,12 +45,7 @@ pub struct VerifiedClaims {
 }
 
 /// Verifies `token` with `keys` under `policy` at `now` (Unix seconds).
-pub fn verify(
-    token: &Token,
-    keys: &KeySet,
-    policy: &Policy,
-    now: f64,
-) -> Result<VerifiedClaims, Denial> {
+pub fn verify(token: &Token, keys: &KeySet, policy: &Policy, now: f64) -> Result<VerifiedClaims, Denial> {
     check_signature(token, keys)?;
     let claims = &token.claims;
     let skew = policy.clock_skew_seconds as f64;
@@ -79,12 +74,7 @@ pub fn verify(
         }
         None => sole_entry(&claims.scope),
     };
-    Ok(VerifiedClaims {
-        token_id: claims.jti.clone(),
-        namespace_id,
-        function_id,
-        expires_at: claims.exp,
-    })
+    Ok(VerifiedClaims { token_id: claims.jti.clone(), namespace_id, function_id, expires_at: claims.exp })
 }
 
 /// Whether some key with the token's exact `kid` exists; when not, a refetch may find it.
@@ -110,10 +100,7 @@ fn check_signature(token: &Token, keys: &KeySet) -> Result<(), Denial> {
             break;
         }
         tried += 1;
-        if key
-            .key
-            .verify(token.alg, token.signing_input(), &token.signature)
-        {
+        if key.key.verify(token.alg, token.signing_input(), &token.signature) {
             return Ok(());
         }
     }
@@ -133,8 +120,7 @@ fn check_scope(claim: &ScopeClaim, scope: &Scope) -> Result<(), Denial> {
         return Err(Denial::OutOfScope);
     };
     let grants = entries.iter().any(|entry| {
-        let whole_namespace =
-            entry.application_id.is_empty() && entry.namespace_id == scope.namespace_id;
+        let whole_namespace = entry.application_id.is_empty() && entry.namespace_id == scope.namespace_id;
         let this_function = scope.function_id.as_deref().is_some_and(|function| {
             entry.application_id == function
                 && (entry.namespace_id.is_empty() || entry.namespace_id == scope.namespace_id)
@@ -153,10 +139,7 @@ fn sole_entry(claim: &ScopeClaim) -> (Option<String>, Option<String>) {
         ScopeClaim::Entries(entries) if entries.len() == 1 => {
             let non_empty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
             let entry = entries.first();
-            (
-                entry.and_then(|e| non_empty(&e.namespace_id)),
-                entry.and_then(|e| non_empty(&e.application_id)),
-            )
+            (entry.and_then(|e| non_empty(&e.namespace_id)), entry.and_then(|e| non_empty(&e.application_id)))
         }
         _ => (None, None),
     }
@@ -180,16 +163,15 @@ mod tests {
         let keys: Vec<_> = entries
             .iter()
             .map(|(seed, kid)| {
-                let mut key = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(keypair(*seed).pk.as_ref())});
+                let mut key =
+                    serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(keypair(*seed).pk.as_ref())});
                 if let Some(kid) = kid {
                     key["kid"] = (*kid).into();
                 }
                 key
             })
             .collect();
-        jwks::parse_value(&serde_json::json!({ "keys": keys }))
-            .unwrap()
-            .keys
+        jwks::parse_value(&serde_json::json!({ "keys": keys })).unwrap().keys
     }
 
     fn sign(seed: u8, kid: Option<&str>, claims: serde_json::Value) -> Token {
@@ -197,20 +179,14 @@ mod tests {
         if let Some(kid) = kid {
             header["kid"] = kid.into();
         }
-        let input = format!(
-            "{}.{}",
-            b64::encode(header.to_string().as_bytes()),
-            b64::encode(claims.to_string().as_bytes())
-        );
+        let input =
+            format!("{}.{}", b64::encode(header.to_string().as_bytes()), b64::encode(claims.to_string().as_bytes()));
         let signature = keypair(seed).sk.sign(input.as_bytes(), None);
         token::parse(format!("{input}.{}", b64::encode(signature.as_ref())).as_bytes()).unwrap()
     }
 
     fn open() -> Policy {
-        Policy {
-            clock_skew_seconds: 60,
-            ..Policy::default()
-        }
+        Policy { clock_skew_seconds: 60, ..Policy::default() }
     }
 
     #[test]
@@ -220,73 +196,26 @@ mod tests {
         assert!(verify(&sign(1, Some("a"), claims.clone()), &keys, &open(), NOW).is_ok());
         assert!(verify(&sign(2, Some("b"), claims.clone()), &keys, &open(), NOW).is_ok());
         // Signed by key 1 but names key b.
-        assert_eq!(
-            verify(&sign(1, Some("b"), claims.clone()), &keys, &open(), NOW),
-            Err(Denial::BadSignature)
-        );
-        assert_eq!(
-            verify(&sign(1, Some("zzz"), claims.clone()), &keys, &open(), NOW),
-            Err(Denial::UnknownKey)
-        );
-        assert_eq!(
-            verify(&sign(3, None, claims.clone()), &keys, &open(), NOW),
-            Err(Denial::BadSignature)
-        );
+        assert_eq!(verify(&sign(1, Some("b"), claims.clone()), &keys, &open(), NOW), Err(Denial::BadSignature));
+        assert_eq!(verify(&sign(1, Some("zzz"), claims.clone()), &keys, &open(), NOW), Err(Denial::UnknownKey));
+        assert_eq!(verify(&sign(3, None, claims.clone()), &keys, &open(), NOW), Err(Denial::BadSignature));
         // No kid: every fitting key is a candidate.
         assert!(verify(&sign(2, None, claims.clone()), &keys, &open(), NOW).is_ok());
         // A key without kid verifies a token with kid.
         let anonymous = key_set(&[(1, None)]);
-        assert!(verify(
-            &sign(1, Some("x"), claims.clone()),
-            &anonymous,
-            &open(),
-            NOW
-        )
-        .is_ok());
-        assert_eq!(
-            verify(
-                &sign(2, Some("x"), claims.clone()),
-                &anonymous,
-                &open(),
-                NOW
-            ),
-            Err(Denial::UnknownKey)
-        );
-        assert_eq!(
-            verify(
-                &sign(1, Some("a"), claims),
-                &KeySet::default(),
-                &open(),
-                NOW
-            ),
-            Err(Denial::UnknownKey)
-        );
+        assert!(verify(&sign(1, Some("x"), claims.clone()), &anonymous, &open(), NOW).is_ok());
+        assert_eq!(verify(&sign(2, Some("x"), claims.clone()), &anonymous, &open(), NOW), Err(Denial::UnknownKey));
+        assert_eq!(verify(&sign(1, Some("a"), claims), &KeySet::default(), &open(), NOW), Err(Denial::UnknownKey));
     }
 
     #[test]
     fn repeated_kids_try_each_key_but_a_bounded_number() {
         let keys = key_set(&[(1, Some("dup")), (2, Some("dup"))]);
-        assert!(verify(
-            &sign(2, Some("dup"), serde_json::json!({})),
-            &keys,
-            &open(),
-            NOW
-        )
-        .is_ok());
-        let many: Vec<(u8, Option<&str>)> = (1..=(MAX_CANDIDATE_KEYS as u8 + 1))
-            .map(|s| (s, None))
-            .collect();
+        assert!(verify(&sign(2, Some("dup"), serde_json::json!({})), &keys, &open(), NOW).is_ok());
+        let many: Vec<(u8, Option<&str>)> = (1..=(MAX_CANDIDATE_KEYS as u8 + 1)).map(|s| (s, None)).collect();
         let keys = key_set(&many);
         let last = MAX_CANDIDATE_KEYS as u8 + 1;
-        assert_eq!(
-            verify(
-                &sign(last, None, serde_json::json!({})),
-                &keys,
-                &open(),
-                NOW
-            ),
-            Err(Denial::BadSignature)
-        );
+        assert_eq!(verify(&sign(last, None, serde_json::json!({})), &keys, &open(), NOW), Err(Denial::BadSignature));
     }
 
     #[test]
@@ -297,21 +226,12 @@ mod tests {
             (serde_json::json!({"exp": NOW + 1.0}), Ok(())),
             (serde_json::json!({"exp": NOW - 59.0}), Ok(())),
             (serde_json::json!({"exp": NOW - 60.0}), Err(Denial::Expired)),
-            (
-                serde_json::json!({"exp": 1_600_000_000.5}),
-                Err(Denial::Expired),
-            ),
+            (serde_json::json!({"exp": 1_600_000_000.5}), Err(Denial::Expired)),
             (serde_json::json!({"exp": -1e300}), Err(Denial::Expired)),
             (serde_json::json!({"exp": 1e300}), Ok(())),
             (serde_json::json!({"nbf": NOW + 60.0}), Ok(())),
-            (
-                serde_json::json!({"nbf": NOW + 61.0}),
-                Err(Denial::NotYetValid),
-            ),
-            (
-                serde_json::json!({"nbf": 4_000_000_000u64}),
-                Err(Denial::NotYetValid),
-            ),
+            (serde_json::json!({"nbf": NOW + 61.0}), Err(Denial::NotYetValid)),
+            (serde_json::json!({"nbf": 4_000_000_000u64}), Err(Denial::NotYetValid)),
             (serde_json::json!({"iat": NOW + 1e6}), Ok(())),
         ];
         for (claims, want) in cases {
@@ -323,31 +243,15 @@ mod tests {
     #[test]
     fn issuer_and_audience() {
         let keys = key_set(&[(1, Some("a"))]);
-        let policy = Policy {
-            issuer: Some("iss".into()),
-            audiences: vec!["x".into(), "y".into()],
-            ..open()
-        };
+        let policy = Policy { issuer: Some("iss".into()), audiences: vec!["x".into(), "y".into()], ..open() };
         let cases: &[(serde_json::Value, Result<(), Denial>)] = &[
             (serde_json::json!({"iss": "iss", "aud": "y"}), Ok(())),
             (serde_json::json!({"iss": "iss", "aud": ["z", "x"]}), Ok(())),
-            (
-                serde_json::json!({"iss": "iss"}),
-                Err(Denial::WrongAudience),
-            ),
-            (
-                serde_json::json!({"iss": "iss", "aud": []}),
-                Err(Denial::WrongAudience),
-            ),
-            (
-                serde_json::json!({"iss": "iss", "aud": "X"}),
-                Err(Denial::WrongAudience),
-            ),
+            (serde_json::json!({"iss": "iss"}), Err(Denial::WrongAudience)),
+            (serde_json::json!({"iss": "iss", "aud": []}), Err(Denial::WrongAudience)),
+            (serde_json::json!({"iss": "iss", "aud": "X"}), Err(Denial::WrongAudience)),
             (serde_json::json!({"aud": "x"}), Err(Denial::WrongIssuer)),
-            (
-                serde_json::json!({"iss": "ISS", "aud": "x"}),
-                Err(Denial::WrongIssuer),
-            ),
+            (serde_json::json!({"iss": "ISS", "aud": "x"}), Err(Denial::WrongIssuer)),
         ];
         for (claims, want) in cases {
             let got = verify(&sign(1, Some("a"), claims.clone()), &keys, &policy, NOW).map(|_| ());
@@ -358,20 +262,14 @@ mod tests {
     fn entries(list: &[(&str, &str)]) -> ScopeClaim {
         ScopeClaim::Entries(
             list.iter()
-                .map(|(ns, app)| ScopeEntry {
-                    namespace_id: (*ns).into(),
-                    application_id: (*app).into(),
-                })
+                .map(|(ns, app)| ScopeEntry { namespace_id: (*ns).into(), application_id: (*app).into() })
                 .collect(),
         )
     }
 
     #[test]
     fn scope_rule_for_a_function() {
-        let scope = Scope {
-            namespace_id: "ns".into(),
-            function_id: Some("fn".into()),
-        };
+        let scope = Scope { namespace_id: "ns".into(), function_id: Some("fn".into()) };
         let cases: &[(ScopeClaim, bool)] = &[
             (entries(&[("ns", "fn")]), true),
             (entries(&[("", "fn")]), true),
@@ -393,10 +291,7 @@ mod tests {
 
     #[test]
     fn scope_rule_for_a_whole_namespace() {
-        let scope = Scope {
-            namespace_id: "ns".into(),
-            function_id: None,
-        };
+        let scope = Scope { namespace_id: "ns".into(), function_id: None };
         let cases: &[(ScopeClaim, bool)] = &[
             (entries(&[("ns", "")]), true),
             (entries(&[("ns", "fn")]), false),
@@ -418,30 +313,11 @@ mod tests {
         assert_eq!(facts.token_id.as_deref(), Some("t1"));
         assert_eq!(facts.namespace_id.as_deref(), Some("ns"));
         assert_eq!(facts.function_id.as_deref(), Some("fn"));
-        let scoped = Policy {
-            scope: Some(Scope {
-                namespace_id: "ns".into(),
-                function_id: Some("fn".into()),
-            }),
-            ..open()
-        };
-        assert_eq!(
-            verify(&token, &keys, &scoped, NOW)
-                .unwrap()
-                .function_id
-                .as_deref(),
-            Some("fn")
-        );
-        let elsewhere = Policy {
-            scope: Some(Scope {
-                namespace_id: "ns".into(),
-                function_id: Some("b".into()),
-            }),
-            ..open()
-        };
-        assert_eq!(
-            verify(&token, &keys, &elsewhere, NOW),
-            Err(Denial::OutOfScope)
-        );
+        let scoped =
+            Policy { scope: Some(Scope { namespace_id: "ns".into(), function_id: Some("fn".into()) }), ..open() };
+        assert_eq!(verify(&token, &keys, &scoped, NOW).unwrap().function_id.as_deref(), Some("fn"));
+        let elsewhere =
+            Policy { scope: Some(Scope { namespace_id: "ns".into(), function_id: Some("b".into()) }), ..open() };
+        assert_eq!(verify(&token, &keys, &elsewhere, NOW), Err(Denial::OutOfScope));
     }
 }

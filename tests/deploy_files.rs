@@ -38,7 +38,8 @@ fn compose_and_native_demo_share_config_module_and_ports() {
     let yaml = read("envoy/envoy.yaml");
     let demo = read("envoy/demo.sh");
     assert!(compose.contains("./envoy.yaml:/work/envoy/envoy.yaml"), "compose mounts the same envoy.yaml");
-    assert!(compose.contains("../target/wasm32-wasip1/release/tokengate.wasm:/work/target/wasm32-wasip1/release/tokengate.wasm"));
+    assert!(compose
+        .contains("../target/wasm32-wasip1/release/tokengate.wasm:/work/target/wasm32-wasip1/release/tokengate.wasm"));
     assert!(compose.contains("-c\", \"envoy/envoy.yaml\""));
     assert!(demo.contains("-c envoy/envoy.yaml"));
     for port in ["8080", "8081", "9901", "10000"] {

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 fn wasm_path() -> PathBuf {
-    let path = std::env::var_os("TOKENGATE_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/tokengate.wasm"));
+    let path = std::env::var_os("TOKENGATE_WASM").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/tokengate.wasm")
+    });
     assert!(path.exists(), "{} not found: run `make build`", path.display());
     path
 }

@@ -102,10 +102,7 @@ pub struct CreatedToken {
 
 impl std::fmt::Debug for CreatedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedToken")
-            .field("metadata", &self.metadata)
-            .field("token", &"<redacted>")
-            .finish()
+        f.debug_struct("CreatedToken").field("metadata", &self.metadata).field("token", &"<redacted>").finish()
     }
 }
 
@@ -161,12 +158,8 @@ mod tests {
 
     #[test]
     fn metadata_json_shape() {
-        let metadata =
-            TokenMetadata::from_record(&record(Some(1_796_320_800), None), 1_796_317_200);
-        let created = CreatedToken {
-            metadata,
-            token: "a.b.c".to_owned(),
-        };
+        let metadata = TokenMetadata::from_record(&record(Some(1_796_320_800), None), 1_796_317_200);
+        let created = CreatedToken { metadata, token: "a.b.c".to_owned() };
         assert_eq!(
             serde_json::to_value(&created).unwrap(),
             serde_json::json!({
@@ -182,8 +175,7 @@ mod tests {
             })
         );
         assert!(!format!("{created:?}").contains("a.b.c"));
-        let back: CreatedToken =
-            serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
+        let back: CreatedToken = serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
         assert_eq!(back, created);
     }
 }

@@ -91,9 +91,10 @@ fn etag_of(body: &[u8]) -> String {
 
 /// Whether an `If-None-Match` header value names `etag` (weak comparison, as RFC 9110 asks).
 pub fn if_none_match_hits(header: &str, etag: &str) -> bool {
-    header.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
-    })
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|candidate| candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag)
 }
 
 #[cfg(test)]
@@ -122,14 +123,8 @@ mod tests {
     #[test]
     fn renders_okp_keys_in_order() {
         let keys = [
-            PublishedKey {
-                id: "b".to_owned(),
-                public_key: [0u8; 32],
-            },
-            PublishedKey {
-                id: "a".to_owned(),
-                public_key: [0xfb; 32],
-            },
+            PublishedKey { id: "b".to_owned(), public_key: [0u8; 32] },
+            PublishedKey { id: "a".to_owned(), public_key: [0xfb; 32] },
         ];
         let document = render(&keys).unwrap();
         let expected = concat!(
@@ -150,11 +145,7 @@ mod tests {
         assert_eq!(empty.etag.len(), 66);
         assert!(empty.etag.starts_with('"') && empty.etag.ends_with('"'));
         assert_eq!(render(&[]).unwrap().etag, empty.etag);
-        let one = render(&[PublishedKey {
-            id: "a".to_owned(),
-            public_key: [1; 32],
-        }])
-        .unwrap();
+        let one = render(&[PublishedKey { id: "a".to_owned(), public_key: [1; 32] }]).unwrap();
         assert_ne!(one.etag, empty.etag);
     }
 

@@ -36,9 +36,7 @@ pub struct MintedToken {
 
 impl std::fmt::Debug for MintedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MintedToken")
-            .field("token", &"<redacted>")
-            .finish_non_exhaustive()
+        f.debug_struct("MintedToken").field("token", &"<redacted>").finish_non_exhaustive()
     }
 }
 
@@ -90,11 +88,7 @@ pub fn mint(claims: &TokenClaims<'_>) -> Result<MintedToken, MintError> {
 
 /// Encodes and signs with the given key pair (split out so tests can use a fixed key).
 fn sign(claims: &TokenClaims<'_>, key_pair: &KeyPair) -> Result<MintedToken, MintError> {
-    let header = Header {
-        alg: "EdDSA",
-        typ: "JWT",
-        kid: claims.id,
-    };
+    let header = Header { alg: "EdDSA", typ: "JWT", kid: claims.id };
     let payload = Payload {
         jti: claims.id,
         iat: claims.issued_at,
@@ -111,10 +105,7 @@ fn sign(claims: &TokenClaims<'_>, key_pair: &KeyPair) -> Result<MintedToken, Min
     let signature = key_pair.sk.sign(token.as_bytes(), None);
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(signature.as_ref()));
-    Ok(MintedToken {
-        token,
-        public_key: *key_pair.pk,
-    })
+    Ok(MintedToken { token, public_key: *key_pair.pk })
 }
 
 #[cfg(test)]
@@ -150,11 +141,7 @@ mod tests {
             format!(r#"{{"alg":"EdDSA","typ":"JWT","kid":"{ID}"}}"#)
         );
 
-        let document = jwks::render(&[PublishedKey {
-            id: ID.to_owned(),
-            public_key: minted.public_key,
-        }])
-        .unwrap();
+        let document = jwks::render(&[PublishedKey { id: ID.to_owned(), public_key: minted.public_key }]).unwrap();
         let jwks: serde_json::Value = serde_json::from_slice(&document.body).unwrap();
         let jwk = &jwks["keys"][0];
         assert_eq!(jwk["kid"], ID);

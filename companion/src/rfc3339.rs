@@ -20,10 +20,7 @@ pub enum Rfc3339Error {
 
 /// Parses an RFC 3339 `date-time` into unix seconds.
 pub fn parse(text: &str) -> Result<i64, Rfc3339Error> {
-    let mut cursor = Cursor {
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
+    let mut cursor = Cursor { bytes: text.as_bytes(), pos: 0 };
     let year = cursor.digits(4)?;
     cursor.literal(b"-")?;
     let month = cursor.digits(2)?;
@@ -96,12 +93,7 @@ pub fn format(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 struct Cursor<'a> {
@@ -170,16 +162,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -229,10 +216,7 @@ mod tests {
             ("2026-12-03T24:00:00Z", Rfc3339Error::OutOfRange("hour")),
             ("2026-12-03T17:60:00Z", Rfc3339Error::OutOfRange("minute")),
             ("2026-12-03T17:00:61Z", Rfc3339Error::OutOfRange("second")),
-            (
-                "2026-12-03T17:00:00+24:00",
-                Rfc3339Error::OutOfRange("offset hour"),
-            ),
+            ("2026-12-03T17:00:00+24:00", Rfc3339Error::OutOfRange("offset hour")),
         ];
         for (text, want) in cases {
             assert_eq!(parse(text).as_ref(), Err(want), "{text}");

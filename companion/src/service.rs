@@ -54,11 +54,7 @@ pub struct TokenService {
 impl TokenService {
     /// A service issuing tokens as `issuer`, reading time from `clock`.
     pub fn new(store: Arc<dyn TokenStore>, issuer: &str, clock: Clock) -> Self {
-        Self {
-            store,
-            issuer: Arc::from(issuer),
-            clock,
-        }
+        Self { store, issuer: Arc::from(issuer), clock }
     }
 
     /// The current time in unix seconds, from the service's clock.
@@ -98,20 +94,14 @@ impl TokenService {
         };
         let metadata = TokenMetadata::from_record(&record.record(), now);
         self.blocking(move |store| store.create(&record)).await?;
-        Ok(CreatedToken {
-            metadata,
-            token: minted.token,
-        })
+        Ok(CreatedToken { metadata, token: minted.token })
     }
 
     /// A namespace's tokens (optionally one function's), deleted ones included.
     pub async fn list(&self, filter: TokenFilter) -> Result<Vec<TokenMetadata>, ServiceError> {
         let records = self.blocking(move |store| store.list(&filter)).await?;
         let now = self.now();
-        Ok(records
-            .iter()
-            .map(|record| TokenMetadata::from_record(record, now))
-            .collect())
+        Ok(records.iter().map(|record| TokenMetadata::from_record(record, now)).collect())
     }
 
     /// One token's metadata, `None` if unknown.
@@ -130,9 +120,7 @@ impl TokenService {
     /// The namespace's JWKS as published now (empty for an unknown namespace).
     pub async fn jwks(&self, namespace_id: String) -> Result<JwksDocument, ServiceError> {
         let now = self.now();
-        let keys = self
-            .blocking(move |store| store.live_keys_for_namespace(&namespace_id, now))
-            .await?;
+        let keys = self.blocking(move |store| store.live_keys_for_namespace(&namespace_id, now)).await?;
         jwks::render(&keys).map_err(ServiceError::Render)
     }
 }
@@ -172,10 +160,7 @@ mod tests {
         let forever = service.create(request(None)).await.unwrap();
         assert_eq!(expiring.metadata.status, TokenStatus::Active);
         assert_eq!(expiring.metadata.created_at, "2026-12-03T17:00:00Z");
-        assert_eq!(
-            expiring.metadata.expires_at.as_deref(),
-            Some("2026-12-03T17:01:00Z")
-        );
+        assert_eq!(expiring.metadata.expires_at.as_deref(), Some("2026-12-03T17:01:00Z"));
 
         let published = service.jwks("shop".to_owned()).await.unwrap();
         let text = String::from_utf8(published.body).unwrap();
@@ -184,27 +169,14 @@ mod tests {
         // Two hours on, the expired token's key has left the set; the other stays.
         let text = String::from_utf8(later.jwks("shop".to_owned()).await.unwrap().body).unwrap();
         assert!(!text.contains(&expiring.metadata.id) && text.contains(&forever.metadata.id));
-        let shown = later
-            .get(expiring.metadata.id.clone())
-            .await
-            .unwrap()
-            .unwrap();
+        let shown = later.get(expiring.metadata.id.clone()).await.unwrap().unwrap();
         assert_eq!(shown.status, TokenStatus::Expired);
 
         assert!(service.delete(forever.metadata.id.clone()).await.unwrap());
         assert!(!service.delete(forever.metadata.id.clone()).await.unwrap());
-        assert_eq!(
-            later.jwks("shop".to_owned()).await.unwrap().body,
-            br#"{"keys":[]}"#
-        );
+        assert_eq!(later.jwks("shop".to_owned()).await.unwrap().body, br#"{"keys":[]}"#);
 
-        let listed = service
-            .list(TokenFilter {
-                namespace_id: "shop".to_owned(),
-                function_id: None,
-            })
-            .await
-            .unwrap();
+        let listed = service.list(TokenFilter { namespace_id: "shop".to_owned(), function_id: None }).await.unwrap();
         assert_eq!(listed.len(), 2);
         let deleted = listed.iter().find(|t| t.id == forever.metadata.id).unwrap();
         assert_eq!(deleted.status, TokenStatus::Deleted);

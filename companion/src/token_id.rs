@@ -39,14 +39,8 @@ mod tests {
 
     #[test]
     fn formats_version_and_variant_bits() {
-        assert_eq!(
-            format_uuid_v4([0u8; 16]),
-            "00000000-0000-4000-8000-000000000000"
-        );
-        assert_eq!(
-            format_uuid_v4([0xff; 16]),
-            "ffffffff-ffff-4fff-bfff-ffffffffffff"
-        );
+        assert_eq!(format_uuid_v4([0u8; 16]), "00000000-0000-4000-8000-000000000000");
+        assert_eq!(format_uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
     }
 
     #[test]
@@ -57,10 +51,7 @@ mod tests {
         for id in [&first, &second] {
             assert!(looks_like_token_id(id), "{id}");
             assert_eq!(id.as_bytes()[14], b'4', "{id}");
-            assert!(
-                matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
-                "{id}"
-            );
+            assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{id}");
         }
     }
 

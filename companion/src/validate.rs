@@ -9,9 +9,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
     /// An id that does not match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`.
-    #[error(
-        "must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
-    )]
+    #[error("must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit")]
     BadId,
     /// An empty description.
     #[error("must not be empty")]
@@ -32,9 +30,7 @@ pub fn check_id(value: &str) -> Result<(), ValueError> {
     };
     let valid = bytes.len() <= MAX_ID_LEN
         && first.is_ascii_alphanumeric()
-        && rest
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && rest.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if valid {
         Ok(())
     } else {

@@ -39,13 +39,7 @@ extern "C" {
     fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
-    fn proxy_get_buffer_bytes(
-        kind: u32,
-        start: usize,
-        max: usize,
-        data: *mut *mut u8,
-        size: *mut usize,
-    ) -> u32;
+    fn proxy_get_buffer_bytes(kind: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_get_header_map_pairs(kind: u32, data: *mut *mut u8, size: *mut usize) -> u32;
     fn proxy_get_header_map_value(
         kind: u32,
@@ -69,13 +63,7 @@ extern "C" {
         size: *mut usize,
         cas: *mut u32,
     ) -> u32;
-    fn proxy_set_shared_data(
-        key: *const u8,
-        key_size: usize,
-        value: *const u8,
-        value_size: usize,
-        cas: u32,
-    ) -> u32;
+    fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
     fn proxy_send_local_response(
         status: u32,
         details: *const u8,
@@ -150,9 +138,7 @@ pub fn header_pairs(kind: u32) -> Result<crate::host::HeaderPairs, HostStatus> {
 /// One header's value (the first, if repeated).
 pub fn header_value(kind: u32, name: &str) -> Result<Option<Vec<u8>>, HostStatus> {
     let (mut data, mut size) = (null_mut(), 0usize);
-    match unsafe {
-        proxy_get_header_map_value(kind, name.as_ptr(), name.len(), &mut data, &mut size)
-    } {
+    match unsafe { proxy_get_header_map_value(kind, name.as_ptr(), name.len(), &mut data, &mut size) } {
         OK => Ok(Some(unsafe { owned(data, size) })),
         NOT_FOUND => Ok(None),
         status => Err(HostStatus(status)),
@@ -162,13 +148,7 @@ pub fn header_value(kind: u32, name: &str) -> Result<Option<Vec<u8>>, HostStatus
 /// Adds a request header.
 pub fn add_request_header(name: &str, value: &str) -> Result<(), HostStatus> {
     check(unsafe {
-        proxy_add_header_map_value(
-            REQUEST_HEADERS,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
+        proxy_add_header_map_value(REQUEST_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
 }
 
@@ -180,12 +160,8 @@ pub fn remove_request_header(name: &[u8]) -> Result<(), HostStatus> {
 /// Shared data: the value and its CAS token.
 pub fn shared_get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostStatus> {
     let (mut data, mut size, mut cas) = (null_mut(), 0usize, 0u32);
-    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
-    {
-        OK => Ok((
-            Some(unsafe { owned(data, size) }),
-            Some(cas).filter(|c| *c != 0),
-        )),
+    match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) } {
+        OK => Ok((Some(unsafe { owned(data, size) }), Some(cas).filter(|c| *c != 0))),
         NOT_FOUND => Ok((None, None)),
         status => Err(HostStatus(status)),
     }
@@ -193,15 +169,7 @@ pub fn shared_get(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostStatu
 
 /// Writes shared data, with compare-and-swap when `cas` is given.
 pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> SharedWrite {
-    match unsafe {
-        proxy_set_shared_data(
-            key.as_ptr(),
-            key.len(),
-            value.as_ptr(),
-            value.len(),
-            cas.unwrap_or(0),
-        )
-    } {
+    match unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas.unwrap_or(0)) } {
         OK => SharedWrite::Done,
         CAS_MISMATCH => SharedWrite::CasMismatch,
         _ => SharedWrite::Failed,
@@ -216,23 +184,10 @@ pub enum SharedWrite {
 }
 
 /// Sends a local reply on the current stream.
-pub fn send_local_response(
-    status: u32,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<(), HostStatus> {
+pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), HostStatus> {
     let map = crate::host::encode_map(headers);
     check(unsafe {
-        proxy_send_local_response(
-            status,
-            null(),
-            0,
-            body.as_ptr(),
-            body.len(),
-            map.as_ptr(),
-            map.len(),
-            -1,
-        )
+        proxy_send_local_response(status, null(), 0, body.as_ptr(), body.len(), map.as_ptr(), map.len(), -1)
     })
 }
 

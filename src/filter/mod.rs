@@ -55,12 +55,7 @@ struct Metrics {
 
 impl Metrics {
     fn define() -> Metrics {
-        Metrics {
-            ids: Counter::all()
-                .into_iter()
-                .map(|c| abi::define_counter(&c.name()).ok())
-                .collect(),
-        }
+        Metrics { ids: Counter::all().into_iter().map(|c| abi::define_counter(&c.name()).ok()).collect() }
     }
     fn count(&self, counter: Counter) {
         if let Some(Some(id)) = self.ids.get(counter.index()) {
@@ -97,18 +92,10 @@ impl Worker {
 
     /// Refuses the current stream with the denial's local reply.
     fn deny(&self, context_id: u32, denial: Denial) {
-        abi::log(
-            Level::Debug,
-            &format!("#{context_id} denied: {}", denial.code()),
-        );
+        abi::log(Level::Debug, &format!("#{context_id} denied: {}", denial.code()));
         self.metrics.count(Counter::Denied(denial));
-        if let Err(status) =
-            abi::send_local_response(denial.status(), &denial.headers(), &denial.body())
-        {
-            abi::log(
-                Level::Warn,
-                &format!("#{context_id} local reply failed (status {})", status.0),
-            );
+        if let Err(status) = abi::send_local_response(denial.status(), &denial.headers(), &denial.body()) {
+            abi::log(Level::Warn, &format!("#{context_id} local reply failed (status {})", status.0));
         }
     }
 }
@@ -124,13 +111,7 @@ struct Root {
 
 impl Root {
     fn new(context_id: u32) -> Root {
-        Root {
-            context_id,
-            worker: None,
-            remote: None,
-            fetch_token: None,
-            tick_ms: 0,
-        }
+        Root { context_id, worker: None, remote: None, fetch_token: None, tick_ms: 0 }
     }
 
     fn log(&self, level: Level, message: &str) {
@@ -149,26 +130,14 @@ impl Root {
             ("user-agent", "tokengate"),
         ];
         let timeout = Duration::from_millis(remote.timeout_ms);
-        match proxy_wasm::hostcalls::dispatch_http_call(
-            &remote.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
+        match proxy_wasm::hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
                 self.fetch_token = Some(token);
                 Vec::new()
             }
             Err(status) => {
-                let reason = format!(
-                    "could not start the fetch from cluster `{}` (status {status:?})",
-                    remote.cluster
-                );
-                let (result, resolved) =
-                    worker
-                        .gate
-                        .on_fetch_done(&HostSharedData, now_ms, Err(reason));
+                let reason = format!("could not start the fetch from cluster `{}` (status {status:?})", remote.cluster);
+                let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, now_ms, Err(reason));
                 self.report_fetch(worker, &result);
                 resolved
             }
@@ -177,28 +146,15 @@ impl Root {
 
     fn report_fetch(&self, worker: &Worker, result: &FetchResult) {
         match result {
-            FetchResult::Stored {
-                changed,
-                keys,
-                skipped,
-            } => {
+            FetchResult::Stored { changed, keys, skipped } => {
                 worker.metrics.count(Counter::FetchOk);
                 if *changed {
                     worker.metrics.count(Counter::KeySetChanged);
                     worker.metrics.count_n(Counter::KeysSkipped, skipped.len());
-                    self.log(
-                        Level::Info,
-                        &format!(
-                            "key set loaded: {keys} usable keys, {} skipped",
-                            skipped.len()
-                        ),
-                    );
+                    self.log(Level::Info, &format!("key set loaded: {keys} usable keys, {} skipped", skipped.len()));
                     for skip in skipped {
                         let kid = skip.kid.as_deref().unwrap_or("(none)");
-                        self.log(
-                            Level::Info,
-                            &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason),
-                        );
+                        self.log(Level::Info, &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason));
                     }
                 }
             }
@@ -208,10 +164,7 @@ impl Root {
                     Some(keys) => format!("keeping the last good key set ({} keys)", keys.len()),
                     None => "no key set yet: requests are denied with keys_unavailable".to_owned(),
                 };
-                self.log(
-                    Level::Warn,
-                    &format!("key set fetch failed: {reason}; {kept}"),
-                );
+                self.log(Level::Warn, &format!("key set fetch failed: {reason}; {kept}"));
             }
         }
     }
@@ -257,13 +210,7 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        num_headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
         if self.fetch_token != Some(token_id) {
             return;
         }
@@ -274,13 +221,11 @@ impl Context for Root {
         let outcome = if num_headers == 0 {
             Err("no response (connection failure or timeout)".to_owned())
         } else {
-            let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status")
-                .ok()
-                .flatten();
+            let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status").ok().flatten();
             match status.as_deref() {
-                Some(b"200") if body_size > MAX_JWKS_BYTES => Err(format!(
-                    "body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"
-                )),
+                Some(b"200") if body_size > MAX_JWKS_BYTES => {
+                    Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"))
+                }
                 Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
                     .map_err(|s| format!("body unreadable (status {})", s.0)),
                 Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
@@ -291,11 +236,8 @@ impl Context for Root {
             let Ok(mut worker) = shared.try_borrow_mut() else {
                 return;
             };
-            let (result, resolved) = worker.gate.on_fetch_done(
-                &HostSharedData,
-                abi::now_ms(),
-                outcome.as_deref().map_err(Clone::clone),
-            );
+            let (result, resolved) =
+                worker.gate.on_fetch_done(&HostSharedData, abi::now_ms(), outcome.as_deref().map_err(Clone::clone));
             self.report_fetch(&worker, &result);
             self.adjust_tick(&worker);
             resolved
@@ -309,10 +251,7 @@ impl RootContext for Root {
         let bytes = match abi::buffer(abi::PLUGIN_CONFIGURATION, size) {
             Ok(bytes) => bytes,
             Err(status) => {
-                self.log(
-                    Level::Error,
-                    &format!("cannot read the plugin configuration (status {})", status.0),
-                );
+                self.log(Level::Error, &format!("cannot read the plugin configuration (status {})", status.0));
                 return false;
             }
         };
@@ -352,14 +291,10 @@ impl RootContext for Root {
             let now = abi::now_ms();
             let tick = worker.gate.on_tick(&HostSharedData, now);
             match &tick.synced {
-                SyncResult::Loaded { keys } => self.log(
-                    Level::Debug,
-                    &format!("picked up a new key set: {keys} keys"),
-                ),
-                SyncResult::Unreadable(why) => self.log(
-                    Level::Debug,
-                    &format!("shared key set not readable yet: {why}"),
-                ),
+                SyncResult::Loaded { keys } => self.log(Level::Debug, &format!("picked up a new key set: {keys} keys")),
+                SyncResult::Unreadable(why) => {
+                    self.log(Level::Debug, &format!("shared key set not readable yet: {why}"))
+                }
                 SyncResult::Unchanged => {}
             }
             let mut resolved = tick.resolved;
@@ -378,12 +313,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let worker = self.worker.clone()?;
-        Some(Box::new(Request {
-            context_id,
-            root_id: self.context_id,
-            worker,
-            paused: false,
-        }))
+        Some(Box::new(Request { context_id, root_id: self.context_id, worker, paused: false }))
     }
 }
 
@@ -415,9 +345,7 @@ impl HttpContext for Request {
         // Headers under tokengate's prefix only ever come from tokengate.
         let mut removed: Vec<&[u8]> = Vec::new();
         for (name, _) in &pairs {
-            if name.starts_with(UPSTREAM_HEADER_PREFIX.as_bytes())
-                && !removed.contains(&name.as_slice())
-            {
+            if name.starts_with(UPSTREAM_HEADER_PREFIX.as_bytes()) && !removed.contains(&name.as_slice()) {
                 let _ = abi::remove_request_header(name);
                 removed.push(name);
             }
@@ -427,10 +355,7 @@ impl HttpContext for Request {
             .filter(|(name, _)| name.as_slice() == worker.header.as_bytes())
             .map(|(_, v)| v.as_slice())
             .collect();
-        let outcome =
-            worker
-                .gate
-                .on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
+        let outcome = worker.gate.on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
         match outcome {
             Outcome::Allow(claims) => match worker.allow(&claims) {
                 Ok(()) => Action::Continue,
@@ -446,13 +371,7 @@ impl HttpContext for Request {
             Outcome::Paused => {
                 self.paused = true;
                 worker.metrics.count(Counter::WaitedForKeys);
-                abi::log(
-                    Level::Debug,
-                    &format!(
-                        "#{} waiting for keys (root #{})",
-                        self.context_id, self.root_id
-                    ),
-                );
+                abi::log(Level::Debug, &format!("#{} waiting for keys (root #{})", self.context_id, self.root_id));
                 Action::Pause
             }
         }

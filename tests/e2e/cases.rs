@@ -10,29 +10,15 @@ use std::collections::BTreeSet;
 #[test]
 fn every_shared_case_gets_its_expected_status() {
     let dir = cases_dir();
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     assert!(!cases.is_empty());
-    let files: BTreeSet<String> = cases
-        .iter()
-        .map(|c| c["jwks_file"].as_str().unwrap().to_owned())
-        .collect();
+    let files: BTreeSet<String> = cases.iter().map(|c| c["jwks_file"].as_str().unwrap().to_owned()).collect();
 
     let keys = TestServer::start(false);
     for file in &files {
         let body = std::fs::read(dir.join(file)).unwrap();
-        let content_type = if file.ends_with(".html") {
-            "text/html"
-        } else {
-            "application/json"
-        };
-        keys.route(
-            &format!("/cases/{file}"),
-            Reply {
-                content_type: content_type.into(),
-                ..Reply::json(body)
-            },
-        );
+        let content_type = if file.ends_with(".html") { "text/html" } else { "application/json" };
+        keys.route(&format!("/cases/{file}"), Reply { content_type: content_type.into(), ..Reply::json(body) });
     }
     let function = TestServer::start(true);
     let listeners: Vec<ListenerSpec> = files
@@ -50,17 +36,9 @@ fn every_shared_case_gets_its_expected_status() {
         let id = case["id"].as_str().unwrap();
         let port = envoy.port(&listener_name(case["jwks_file"].as_str().unwrap()));
         let expected = case["expected_status"].as_u64().unwrap() as u16;
-        let values: Vec<&str> = case["header_values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let sends: Vec<Option<&str>> = if values.is_empty() {
-            vec![None]
-        } else {
-            values.into_iter().map(Some).collect()
-        };
+        let values: Vec<&str> = case["header_values"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let sends: Vec<Option<&str>> =
+            if values.is_empty() { vec![None] } else { values.into_iter().map(Some).collect() };
         for token in sends {
             let before = function.seen().len();
             let response = call(port, token);
@@ -68,10 +46,7 @@ fn every_shared_case_gets_its_expected_status() {
             checked += 1;
             let upstream_ok = if expected == 200 {
                 let seen = function.seen();
-                reached == 1
-                    && seen
-                        .last()
-                        .is_some_and(|s| s.header("x-auth-token").is_none())
+                reached == 1 && seen.last().is_some_and(|s| s.header("x-auth-token").is_none())
             } else {
                 reached == 0 && response.reason().is_some()
             };
@@ -85,47 +60,26 @@ fn every_shared_case_gets_its_expected_status() {
         }
     }
     envoy.assert_healthy();
-    assert!(
-        failures.is_empty(),
-        "{} of {checked} case requests failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    eprintln!(
-        "{checked} case requests over {} cases gave their expected status",
-        cases.len()
-    );
+    assert!(failures.is_empty(), "{} of {checked} case requests failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!("{checked} case requests over {} cases gave their expected status", cases.len());
 }
 
 #[test]
 fn keys_of_one_instance_never_verify_for_another() {
     let dir = cases_dir();
-    let cases: Vec<Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     let token_of = |id: &str| -> String {
         let case = cases.iter().find(|c| c["id"] == id).unwrap();
         case["header_values"][0].as_str().unwrap().to_owned()
     };
     let keys = TestServer::start(false);
-    keys.route(
-        "/main",
-        Reply::json(std::fs::read(dir.join("jwks_main.json")).unwrap()),
-    );
-    keys.route(
-        "/enc",
-        Reply::json(std::fs::read(dir.join("jwks_with_enc_key.json")).unwrap()),
-    );
+    keys.route("/main", Reply::json(std::fs::read(dir.join("jwks_main.json")).unwrap()));
+    keys.route("/enc", Reply::json(std::fs::read(dir.join("jwks_with_enc_key.json")).unwrap()));
     let function = TestServer::start(true);
     let envoy = Envoy::start(
         &[
-            ListenerSpec {
-                name: "main".into(),
-                plugin_config: remote_config("/main", json!({})),
-            },
-            ListenerSpec {
-                name: "enc".into(),
-                plugin_config: remote_config("/enc", json!({})),
-            },
+            ListenerSpec { name: "main".into(), plugin_config: remote_config("/main", json!({})) },
+            ListenerSpec { name: "enc".into(), plugin_config: remote_config("/enc", json!({})) },
         ],
         keys.port,
         function.port,
@@ -134,10 +88,7 @@ fn keys_of_one_instance_never_verify_for_another() {
     let rs256 = token_of("pos-01-rs256");
     assert_eq!(call(envoy.port("main"), Some(&rs256)).status, 200);
     let other = call(envoy.port("enc"), Some(&rs256));
-    assert_eq!(
-        (other.status, other.reason().as_deref()),
-        (403, Some("unknown_key"))
-    );
+    assert_eq!((other.status, other.reason().as_deref()), (403, Some("unknown_key")));
     // Each instance fetched its own key set, once.
     assert_eq!(keys.hits("/main"), 1);
     assert!(keys.hits("/enc") >= 1);

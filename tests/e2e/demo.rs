@@ -23,9 +23,6 @@ fn the_demo_walkthrough_passes() {
         "\"reason\":\"expired\"",
         "\"reason\":\"out_of_scope\"",
     ] {
-        assert!(
-            stdout.contains(expected),
-            "demo output lacks {expected}:\n{stdout}"
-        );
+        assert!(stdout.contains(expected), "demo output lacks {expected}:\n{stdout}");
     }
 }

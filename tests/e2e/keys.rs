@@ -5,45 +5,14 @@ use crate::harness::*;
 use serde_json::json;
 use std::time::Duration;
 
-fn main_jwks() -> Vec<u8> {
-    std::fs::read(cases_dir().join("jwks_main.json")).unwrap()
-}
-
-fn case_token(id: &str) -> String {
-    let cases: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cases_dir().join("cases.json")).unwrap())
-            .unwrap();
-    let case = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap();
-    case["header_values"][0].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn a_request_before_the_first_key_set_waits_for_it() {
     let keys = TestServer::start(false);
     // The key service answers slowly: requests that come first must wait, not be denied.
-    keys.route(
-        "/k",
-        Reply {
-            delay: Duration::from_millis(600),
-            ..Reply::json(main_jwks())
-        },
-    );
+    keys.route("/k", Reply { delay: Duration::from_millis(600), ..Reply::json(case_file("jwks_main.json")) });
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({}));
-    let envoy = Envoy::start(
-        &[ListenerSpec {
-            name: "l".into(),
-            plugin_config: config,
-        }],
-        keys.port,
-        function.port,
-        2,
-    );
+    let envoy = Envoy::single(config, keys.port, function.port, 2);
     let response = call(envoy.port("l"), Some(&case_token("pos-03-eddsa")));
     assert_eq!(response.status, 200, "{}", response.body);
     envoy.assert_healthy();
@@ -52,48 +21,25 @@ fn a_request_before_the_first_key_set_waits_for_it() {
 #[test]
 fn the_key_set_is_fetched_once_per_envoy_not_per_worker() {
     let keys = TestServer::start(false);
-    keys.route("/k", Reply::json(main_jwks()));
+    keys.route("/k", Reply::json(case_file("jwks_main.json")));
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({}));
-    let envoy = Envoy::start(
-        &[ListenerSpec {
-            name: "l".into(),
-            plugin_config: config,
-        }],
-        keys.port,
-        function.port,
-        4,
-    );
+    let envoy = Envoy::single(config, keys.port, function.port, 4);
     for _ in 0..20 {
-        assert_eq!(
-            call(envoy.port("l"), Some(&case_token("pos-01-rs256"))).status,
-            200
-        );
+        assert_eq!(call(envoy.port("l"), Some(&case_token("pos-01-rs256"))).status, 200);
     }
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(
-        keys.hits("/k"),
-        1,
-        "4 workers + main thread must share one fetch"
-    );
+    assert_eq!(keys.hits("/k"), 1, "4 workers + main thread must share one fetch");
     envoy.assert_healthy();
 }
 
 #[test]
 fn a_broken_refresh_keeps_the_last_good_keys() {
     let keys = TestServer::start(false);
-    keys.route("/k", Reply::json(main_jwks()));
+    keys.route("/k", Reply::json(case_file("jwks_main.json")));
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({"jwks": {"refresh_seconds": 1}}));
-    let envoy = Envoy::start(
-        &[ListenerSpec {
-            name: "l".into(),
-            plugin_config: config,
-        }],
-        keys.port,
-        function.port,
-        2,
-    );
+    let envoy = Envoy::single(config, keys.port, function.port, 2);
     let token = case_token("pos-02-es256");
     assert_eq!(call(envoy.port("l"), Some(&token)).status, 200);
     for (status, content_type, body) in [
@@ -103,25 +49,12 @@ fn a_broken_refresh_keeps_the_last_good_keys() {
         (200, "application/json", b""),
     ] {
         let before = keys.hits("/k");
-        keys.route(
-            "/k",
-            Reply {
-                status,
-                content_type: content_type.into(),
-                ..Reply::json(body)
-            },
-        );
-        let refetched = eventually(Duration::from_secs(6), || {
-            (keys.hits("/k") > before).then_some(())
-        });
+        keys.route("/k", Reply { status, content_type: content_type.into(), ..Reply::json(body) });
+        let refetched = eventually(Duration::from_secs(6), || (keys.hits("/k") > before).then_some(()));
         assert!(refetched.is_some(), "no refresh happened");
         std::thread::sleep(Duration::from_millis(100));
         let response = call(envoy.port("l"), Some(&token));
-        assert_eq!(
-            response.status, 200,
-            "after a broken refresh ({status} {content_type}): {}",
-            response.body
-        );
+        assert_eq!(response.status, 200, "after a broken refresh ({status} {content_type}): {}", response.body);
     }
     assert!(envoy.counter("wasmcustom.tokengate.jwks.fetch_failed") >= 4);
     envoy.assert_healthy();
@@ -132,20 +65,9 @@ fn no_key_service_means_keys_unavailable() {
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({"jwks": {"timeout_ms": 300}}));
     // Nothing listens on the key port.
-    let envoy = Envoy::start(
-        &[ListenerSpec {
-            name: "l".into(),
-            plugin_config: config,
-        }],
-        free_port(),
-        function.port,
-        2,
-    );
+    let envoy = Envoy::single(config, free_port(), function.port, 2);
     let response = call(envoy.port("l"), Some(&case_token("pos-01-rs256")));
-    assert_eq!(
-        (response.status, response.reason().as_deref()),
-        (403, Some("keys_unavailable"))
-    );
+    assert_eq!((response.status, response.reason().as_deref()), (403, Some("keys_unavailable")));
     assert!(function.seen().is_empty());
     envoy.assert_healthy();
 }
@@ -153,18 +75,10 @@ fn no_key_service_means_keys_unavailable() {
 #[test]
 fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
     let keys = TestServer::start(false);
-    keys.route("/k", Reply::json(main_jwks()));
+    keys.route("/k", Reply::json(case_file("jwks_main.json")));
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({}));
-    let envoy = Envoy::start(
-        &[ListenerSpec {
-            name: "l".into(),
-            plugin_config: config,
-        }],
-        keys.port,
-        function.port,
-        2,
-    );
+    let envoy = Envoy::single(config, keys.port, function.port, 2);
     let good = case_token("pos-01-rs256");
     assert_eq!(call(envoy.port("l"), Some(&good)).status, 200);
     let (header, rest) = good.split_once('.').unwrap();
@@ -195,15 +109,8 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
     let seconds = start.elapsed().as_secs_f64();
     let fetches = keys.hits("/k");
     // One initial fetch, then at most one per second.
-    assert!(
-        fetches as f64 <= 2.0 + seconds,
-        "{fetches} fetches for {sent} unknown kids in {seconds:.1} s"
-    );
-    assert_eq!(
-        call(envoy.port("l"), Some(&good)).status,
-        200,
-        "valid tokens keep working"
-    );
+    assert!(fetches as f64 <= 2.0 + seconds, "{fetches} fetches for {sent} unknown kids in {seconds:.1} s");
+    assert_eq!(call(envoy.port("l"), Some(&good)).status, 200, "valid tokens keep working");
     envoy.assert_healthy();
 }
 
@@ -211,11 +118,7 @@ fn base64_url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);

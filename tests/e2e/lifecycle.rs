@@ -22,11 +22,7 @@ fn scope_expiry_and_revocation_end_to_end() {
     let service = KeyService::start();
     let function = TestServer::start(true);
     let envoy = Envoy::start(
-        &[
-            instance("fa", "ns1", Some("fa")),
-            instance("fb", "ns1", Some("fb")),
-            instance("ns2", "ns2", None),
-        ],
+        &[instance("fa", "ns1", Some("fa")), instance("fb", "ns1", Some("fb")), instance("ns2", "ns2", None)],
         service.port,
         function.port,
         2,
@@ -43,20 +39,10 @@ fn scope_expiry_and_revocation_end_to_end() {
     assert_eq!(status("fa", &fa), ok);
     let seen = function.seen().pop().unwrap();
     assert_eq!(seen.header("x-tokengate-token-id"), Some(fa_id.clone()));
-    assert_eq!(
-        seen.header("x-tokengate-namespace-id").as_deref(),
-        Some("ns1")
-    );
-    assert_eq!(
-        seen.header("x-tokengate-function-id").as_deref(),
-        Some("fa")
-    );
+    assert_eq!(seen.header("x-tokengate-namespace-id").as_deref(), Some("ns1"));
+    assert_eq!(seen.header("x-tokengate-function-id").as_deref(), Some("fa"));
     assert_eq!(status("fb", &fa), denied("out_of_scope"));
-    assert_eq!(
-        status("ns2", &fa),
-        denied("unknown_key"),
-        "another namespace's key set does not have it"
-    );
+    assert_eq!(status("ns2", &fa), denied("unknown_key"), "another namespace's key set does not have it");
 
     // A namespace token: every function of its namespace, nothing elsewhere.
     let (_, ns1) = service.create("ns1", None, None);
@@ -78,13 +64,9 @@ fn scope_expiry_and_revocation_end_to_end() {
 
     // Revocation: gone within the refresh period (2 s) plus a tick.
     service.delete(&fa_id);
-    let revoked = eventually(Duration::from_secs(6), || {
-        (call(envoy.port("fa"), Some(&fa)).status == 403).then_some(())
-    });
-    assert!(
-        revoked.is_some(),
-        "a deleted token still works after the refresh period"
-    );
+    let revoked =
+        eventually(Duration::from_secs(6), || (call(envoy.port("fa"), Some(&fa)).status == 403).then_some(()));
+    assert!(revoked.is_some(), "a deleted token still works after the refresh period");
     assert_eq!(status("fa", &fa), denied("unknown_key"));
     assert_eq!(status("fa", &ns1), ok, "other tokens keep working");
     envoy.assert_healthy();
@@ -104,12 +86,7 @@ fn rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[test]

@@ -4,12 +4,7 @@
 //! Nothing is skipped: a missing Envoy, `.wasm` or key-service binary fails the tests with a
 //! message saying how to get it (`make test` builds and installs everything).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod harness;
 

@@ -4,32 +4,11 @@
 use crate::harness::*;
 use serde_json::{json, Value};
 
-fn main_jwks() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(cases_dir().join("jwks_main.json")).unwrap())
-        .unwrap()
-}
-
-fn case_token(id: &str) -> String {
-    let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(cases_dir().join("cases.json")).unwrap())
-            .unwrap();
-    let case = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap();
-    case["header_values"][0].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn credentials_in_the_request() {
     let function = TestServer::start(true);
     let listeners = [
-        ListenerSpec {
-            name: "plain".into(),
-            plugin_config: json!({"local_jwks": main_jwks()}),
-        },
+        ListenerSpec { name: "plain".into(), plugin_config: json!({"local_jwks": main_jwks()}) },
         ListenerSpec {
             name: "forward".into(),
             plugin_config: json!({"local_jwks": main_jwks(), "forward_token": true, "header": "X-Function-Token"}),
@@ -43,55 +22,15 @@ fn credentials_in_the_request() {
     type Case<'a> = (&'a str, Vec<(&'a str, Vec<u8>)>, u16, Option<&'a str>);
     let cases: Vec<Case> = vec![
         ("valid", vec![("x-auth-token", t.to_vec())], 200, None),
-        (
-            "header name is case-insensitive",
-            vec![("X-AUTH-TOKEN", t.to_vec())],
-            200,
-            None,
-        ),
+        ("header name is case-insensitive", vec![("X-AUTH-TOKEN", t.to_vec())], 200, None),
         ("missing", vec![], 403, Some("missing_token")),
-        (
-            "empty",
-            vec![("x-auth-token", vec![])],
-            403,
-            Some("malformed_token"),
-        ),
-        (
-            "repeated",
-            vec![("x-auth-token", t.to_vec()), ("x-auth-token", t.to_vec())],
-            403,
-            Some("multiple_tokens"),
-        ),
-        (
-            "bearer prefix",
-            vec![("x-auth-token", [b"Bearer ".as_slice(), t].concat())],
-            403,
-            Some("malformed_token"),
-        ),
-        (
-            "trailing junk",
-            vec![("x-auth-token", [t, b" x"].concat())],
-            403,
-            Some("malformed_token"),
-        ),
-        (
-            "comma list",
-            vec![("x-auth-token", [t, b",", t].concat())],
-            403,
-            Some("malformed_token"),
-        ),
-        (
-            "non-UTF-8",
-            vec![("x-auth-token", [t, b"\xff\xfe"].concat())],
-            403,
-            Some("malformed_token"),
-        ),
-        (
-            "32 KiB",
-            vec![("x-auth-token", vec![b'a'; 32 * 1024])],
-            403,
-            Some("malformed_token"),
-        ),
+        ("empty", vec![("x-auth-token", vec![])], 403, Some("malformed_token")),
+        ("repeated", vec![("x-auth-token", t.to_vec()), ("x-auth-token", t.to_vec())], 403, Some("multiple_tokens")),
+        ("bearer prefix", vec![("x-auth-token", [b"Bearer ".as_slice(), t].concat())], 403, Some("malformed_token")),
+        ("trailing junk", vec![("x-auth-token", [t, b" x"].concat())], 403, Some("malformed_token")),
+        ("comma list", vec![("x-auth-token", [t, b",", t].concat())], 403, Some("malformed_token")),
+        ("non-UTF-8", vec![("x-auth-token", [t, b"\xff\xfe"].concat())], 403, Some("malformed_token")),
+        ("32 KiB", vec![("x-auth-token", vec![b'a'; 32 * 1024])], 403, Some("malformed_token")),
         (
             "only in authorization",
             vec![("authorization", [b"Bearer ".as_slice(), t].concat())],
@@ -106,10 +45,7 @@ fn credentials_in_the_request() {
         let response = get(port, "/", &refs);
         let reached = function.seen().len() - before;
         let want_reached = usize::from(*status == 200);
-        if response.status != *status
-            || response.reason().as_deref() != *reason
-            || reached != want_reached
-        {
+        if response.status != *status || response.reason().as_deref() != *reason || reached != want_reached {
             failures.push(format!(
                 "{name}: got {} {:?} (upstream reached {reached})",
                 response.status,
@@ -119,62 +55,29 @@ fn credentials_in_the_request() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let denial = get(port, "/", &[]);
-    assert!(
-        denial
-            .headers
-            .iter()
-            .any(|(n, v)| n == "content-type" && v == "application/json"),
-        "{:?}",
-        denial.headers
-    );
+    assert!(denial.headers.iter().any(|(n, v)| n == "content-type" && v == "application/json"), "{:?}", denial.headers);
 
     // Headers under tokengate's prefix are the filter's alone: a client's are dropped.
     let spoof = get(
         port,
         "/",
-        &[
-            ("x-auth-token", t),
-            ("x-tokengate-token-id", b"admin"),
-            ("x-tokengate-namespace-id", b"other"),
-        ],
+        &[("x-auth-token", t), ("x-tokengate-token-id", b"admin"), ("x-tokengate-namespace-id", b"other")],
     );
     assert_eq!(spoof.status, 200);
     let seen = function.seen().pop().unwrap();
-    assert_eq!(
-        seen.header("x-tokengate-token-id"),
-        None,
-        "the case token has no jti"
-    );
+    assert_eq!(seen.header("x-tokengate-token-id"), None, "the case token has no jti");
     assert_eq!(seen.header("x-tokengate-namespace-id"), None);
-    assert_eq!(
-        seen.header("x-auth-token"),
-        None,
-        "the token is not forwarded by default"
-    );
+    assert_eq!(seen.header("x-auth-token"), None, "the token is not forwarded by default");
     // A denied request with spoofed headers never reaches the upstream at all.
     let before = function.seen().len();
-    assert_eq!(
-        get(port, "/", &[("x-tokengate-token-id", b"admin")]).status,
-        403
-    );
+    assert_eq!(get(port, "/", &[("x-tokengate-token-id", b"admin")]).status, 403);
     assert_eq!(function.seen().len(), before);
 
     // forward_token keeps the (configured) header.
     let forwarded = get(envoy.port("forward"), "/", &[("x-function-token", t)]);
     assert_eq!(forwarded.status, 200);
-    assert_eq!(
-        function
-            .seen()
-            .pop()
-            .unwrap()
-            .header("x-function-token")
-            .as_deref(),
-        Some(token.as_str())
-    );
-    assert_eq!(
-        get(envoy.port("forward"), "/", &[("x-auth-token", t)]).status,
-        403
-    );
+    assert_eq!(function.seen().pop().unwrap().header("x-function-token").as_deref(), Some(token.as_str()));
+    assert_eq!(get(envoy.port("forward"), "/", &[("x-auth-token", t)]).status, 403);
 
     // Denials are counted by reason.
     assert!(envoy.counter("wasmcustom.tokengate.denied.multiple_tokens") >= 1);
@@ -186,38 +89,24 @@ fn credentials_in_the_request() {
 fn an_invalid_configuration_is_refused_at_start_naming_the_field() {
     let function = TestServer::start(true);
     let bad_configs = [
-        (
-            json!({"local_jwks": main_jwks(), "clock_skew_seconds": "60"}),
-            "field `clock_skew_seconds`",
-        ),
-        (
-            json!({"jwks": {"cluster": "keys", "path": "/k", "refresh_seconds": 0}}),
-            "field `jwks.refresh_seconds`",
-        ),
-        (
-            json!({"jwks": {"cluster": "keys", "path": "/k"}, "unknown": true}),
-            "field `unknown`",
-        ),
-        (
-            json!({"local_jwks": main_jwks(), "jwks": {"cluster": "keys", "path": "/k"}}),
-            "field `jwks`",
-        ),
+        (json!({"local_jwks": main_jwks(), "clock_skew_seconds": "60"}), "field `clock_skew_seconds`"),
+        (json!({"jwks": {"cluster": "keys", "path": "/k", "refresh_seconds": 0}}), "field `jwks.refresh_seconds`"),
+        (json!({"jwks": {"cluster": "keys", "path": "/k"}, "unknown": true}), "field `unknown`"),
+        (json!({"local_jwks": main_jwks(), "jwks": {"cluster": "keys", "path": "/k"}}), "field `jwks`"),
     ];
     for (config, named) in bad_configs {
-        let listeners = [ListenerSpec {
-            name: "bad".into(),
-            plugin_config: config.clone(),
-        }];
+        let listeners = [ListenerSpec { name: "bad".into(), plugin_config: config.clone() }];
         match Envoy::launch(&listeners, free_port(), function.port, 1) {
             Ok(_) => panic!("envoy accepted {config}"),
             Err(log) => {
-                assert!(
-                    log.contains(&format!("invalid configuration: {named}")),
-                    "log does not name {named}:\n{log}"
-                );
+                assert!(log.contains(&format!("invalid configuration: {named}")), "log does not name {named}:\n{log}");
                 assert!(!log.contains("panicked"), "{log}");
             }
         }
     }
     assert!(function.seen().is_empty());
+}
+
+fn main_jwks() -> Value {
+    serde_json::from_slice(&case_file("jwks_main.json")).unwrap()
 }

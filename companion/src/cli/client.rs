@@ -21,9 +21,7 @@ pub struct AdminClient {
 
 impl std::fmt::Debug for AdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminClient")
-            .field("base_url", &self.base_url)
-            .finish_non_exhaustive()
+        f.debug_struct("AdminClient").field("base_url", &self.base_url).finish_non_exhaustive()
     }
 }
 
@@ -35,19 +33,11 @@ impl AdminClient {
         if !base_url.starts_with("http://") || base_url.contains(['?', '#']) {
             return Err(CliError::BadUrl {
                 url: base_url,
-                reason: "expected http://HOST:PORT (plain HTTP), with no query or fragment"
-                    .to_owned(),
+                reason: "expected http://HOST:PORT (plain HTTP), with no query or fragment".to_owned(),
             });
         }
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(CALL_TIMEOUT))
-            .build();
-        Ok(Self {
-            agent: Agent::new_with_config(config),
-            base_url,
-            authorization: format!("Bearer {admin_token}"),
-        })
+        let config = Agent::config_builder().http_status_as_error(false).timeout_global(Some(CALL_TIMEOUT)).build();
+        Ok(Self { agent: Agent::new_with_config(config), base_url, authorization: format!("Bearer {admin_token}") })
     }
 
     /// `POST /v1/tokens`.
@@ -62,11 +52,7 @@ impl AdminClient {
     }
 
     /// `GET /v1/tokens?namespace_id=NS[&function_id=FN]`.
-    pub fn list(
-        &self,
-        namespace_id: &str,
-        function_id: Option<&str>,
-    ) -> Result<TokenList, CliError> {
+    pub fn list(&self, namespace_id: &str, function_id: Option<&str>) -> Result<TokenList, CliError> {
         let mut request = self
             .agent
             .get(self.url("/v1/tokens"))
@@ -112,58 +98,29 @@ impl AdminClient {
 
     fn transport(&self, error: ureq::Error) -> CliError {
         match error {
-            ureq::Error::BadUri(reason) => CliError::BadUrl {
-                url: self.base_url.clone(),
-                reason,
-            },
-            ureq::Error::Http(error) => CliError::BadUrl {
-                url: self.base_url.clone(),
-                reason: error.to_string(),
-            },
-            other => CliError::Unreachable {
-                url: self.base_url.clone(),
-                reason: other.to_string(),
-            },
+            ureq::Error::BadUri(reason) => CliError::BadUrl { url: self.base_url.clone(), reason },
+            ureq::Error::Http(error) => CliError::BadUrl { url: self.base_url.clone(), reason: error.to_string() },
+            other => CliError::Unreachable { url: self.base_url.clone(), reason: other.to_string() },
         }
     }
 
-    fn decode<T: DeserializeOwned>(
-        &self,
-        mut response: Response<Body>,
-        expected: u16,
-    ) -> Result<T, CliError> {
+    fn decode<T: DeserializeOwned>(&self, mut response: Response<Body>, expected: u16) -> Result<T, CliError> {
         let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|error| self.transport(error))?;
+        let text = response.body_mut().read_to_string().map_err(|error| self.transport(error))?;
         if status != expected {
             return Err(error_from(status, &text));
         }
-        serde_json::from_str(&text).map_err(|error| CliError::UnexpectedResponse {
-            status,
-            detail: error.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|error| CliError::UnexpectedResponse { status, detail: error.to_string() })
     }
 }
 
 /// The CLI error for a non-success answer, using the service's error body when there is one.
 fn error_from(status: u16, text: &str) -> CliError {
     match serde_json::from_str::<ErrorBody>(text) {
-        Ok(body) => CliError::Api {
-            status,
-            field: body.field,
-            message: body.message,
-        },
+        Ok(body) => CliError::Api { status, field: body.field, message: body.message },
         Err(_) => CliError::UnexpectedResponse {
             status,
-            detail: text
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(200)
-                .collect(),
+            detail: text.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect(),
         },
     }
 }
@@ -187,10 +144,7 @@ mod tests {
 
     #[test]
     fn encodes_path_segments() {
-        assert_eq!(
-            encode_path_segment("0f8fad5b-d9cb-469f-a165-70867728950e"),
-            "0f8fad5b-d9cb-469f-a165-70867728950e"
-        );
+        assert_eq!(encode_path_segment("0f8fad5b-d9cb-469f-a165-70867728950e"), "0f8fad5b-d9cb-469f-a165-70867728950e");
         assert_eq!(encode_path_segment("../a b/é"), "..%2Fa%20b%2F%C3%A9");
     }
 
@@ -207,21 +161,8 @@ mod tests {
     #[test]
     fn maps_error_bodies() {
         let error = error_from(404, r#"{"error":"not_found","message":"no such token"}"#);
-        assert!(
-            matches!(
-                error,
-                CliError::Api {
-                    status: 404,
-                    field: None,
-                    ..
-                }
-            ),
-            "{error:?}"
-        );
+        assert!(matches!(error, CliError::Api { status: 404, field: None, .. }), "{error:?}");
         let error = error_from(502, "<html>bad gateway</html>");
-        assert!(
-            matches!(error, CliError::UnexpectedResponse { status: 502, .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, CliError::UnexpectedResponse { status: 502, .. }), "{error:?}");
     }
 }

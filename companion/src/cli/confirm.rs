@@ -4,11 +4,7 @@ use std::io::{BufRead, Write};
 
 /// Asks `Delete token ID? This cannot be undone. [y/N]` on `prompt` and reads the answer from
 /// `input`. Only `y`/`yes` (any case) confirms; anything else, or no answer, declines.
-pub fn confirm_delete(
-    id: &str,
-    prompt: &mut impl Write,
-    input: &mut impl BufRead,
-) -> std::io::Result<bool> {
+pub fn confirm_delete(id: &str, prompt: &mut impl Write, input: &mut impl BufRead) -> std::io::Result<bool> {
     write!(prompt, "Delete token {id}? This cannot be undone. [y/N] ")?;
     prompt.flush()?;
     let mut answer = String::new();
@@ -40,9 +36,7 @@ mod tests {
             let mut prompt = Vec::new();
             let got = confirm_delete("abc", &mut prompt, &mut answer.as_bytes()).unwrap();
             assert_eq!(got, *want, "{answer:?}");
-            assert!(String::from_utf8(prompt)
-                .unwrap()
-                .starts_with("Delete token abc? This cannot be undone. [y/N] "));
+            assert!(String::from_utf8(prompt).unwrap().starts_with("Delete token abc? This cannot be undone. [y/N] "));
         }
     }
 }

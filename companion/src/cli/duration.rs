@@ -16,9 +16,7 @@ pub enum DurationError {
 
 /// Parses a duration into seconds.
 pub fn parse_duration(text: &str) -> Result<u64, DurationError> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or(DurationError::Syntax)?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or(DurationError::Syntax)?;
     let (digits, unit) = text.split_at(split);
     if digits.is_empty() {
         return Err(DurationError::Syntax);

@@ -106,19 +106,10 @@ mod tests {
             field: Some("expires_at".to_owned()),
             message: "must be in the future".to_owned(),
         };
-        assert_eq!(
-            error.to_string(),
-            "expires_at: must be in the future (HTTP 400)"
-        );
+        assert_eq!(error.to_string(), "expires_at: must be in the future (HTTP 400)");
         assert_eq!(error.exit_code(), EXIT_FAILURE);
-        let error = CliError::Unreachable {
-            url: "http://x".to_owned(),
-            reason: "refused".to_owned(),
-        };
+        let error = CliError::Unreachable { url: "http://x".to_owned(), reason: "refused".to_owned() };
         assert_eq!(error.exit_code(), EXIT_UNREACHABLE);
-        assert_eq!(
-            CliError::Config(ConfigError::MissingAdminToken).exit_code(),
-            EXIT_USAGE
-        );
+        assert_eq!(CliError::Config(ConfigError::MissingAdminToken).exit_code(), EXIT_USAGE);
     }
 }

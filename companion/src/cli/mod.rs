@@ -164,18 +164,12 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     let env_token = std::env::var(server::config::ADMIN_TOKEN_ENV).ok();
     let admin_token = AdminToken::load(args.admin_token_file.as_deref(), env_token)?;
     server::config::check_issuer(&args.issuer)?;
-    server::serve(ServerConfig {
-        listen: args.listen,
-        data_dir: args.data_dir,
-        issuer: args.issuer,
-        admin_token,
-    })?;
+    server::serve(ServerConfig { listen: args.listen, data_dir: args.data_dir, issuer: args.issuer, admin_token })?;
     Ok(())
 }
 
 fn admin_token_from_env() -> Result<String, CliError> {
-    let token =
-        std::env::var(server::config::ADMIN_TOKEN_ENV).map_err(|_| CliError::MissingAdminToken)?;
+    let token = std::env::var(server::config::ADMIN_TOKEN_ENV).map_err(|_| CliError::MissingAdminToken)?;
     let token = token.trim();
     if token.is_empty() {
         return Err(CliError::MissingAdminToken);
@@ -205,11 +199,7 @@ fn token(
             output::created(out, format, &client.create(&request)?)?;
         }
         TokenCommand::List(args) => {
-            output::list(
-                out,
-                format,
-                &client.list(&args.namespace, args.function.as_deref())?,
-            )?;
+            output::list(out, format, &client.list(&args.namespace, args.function.as_deref())?)?;
         }
         TokenCommand::Show { id } => output::metadata(out, format, &client.show(&id)?)?,
         TokenCommand::Delete { id, yes } => {
@@ -234,11 +224,7 @@ fn token(
 
 /// The `expires_at` to send: the given timestamp as is (the service validates it), `now` plus
 /// `--expires-in`, or none.
-fn expiry(
-    expires_at: Option<String>,
-    expires_in: Option<u64>,
-    now: i64,
-) -> Result<Option<String>, CliError> {
+fn expiry(expires_at: Option<String>, expires_in: Option<u64>, now: i64) -> Result<Option<String>, CliError> {
     if let Some(text) = expires_at {
         return Ok(Some(text));
     }
@@ -250,9 +236,7 @@ fn expiry(
         .and_then(|seconds| now.checked_add(seconds))
         .filter(|expires_at| *expires_at < rfc3339::YEAR_9999_UNIX)
         .ok_or_else(|| {
-            CliError::InvalidArgument(
-                "--expires-in is too long: the expiry must fall before the year 9999".to_owned(),
-            )
+            CliError::InvalidArgument("--expires-in is too long: the expiry must fall before the year 9999".to_owned())
         })?;
     Ok(Some(rfc3339::format(expires_at)))
 }
@@ -269,15 +253,7 @@ mod tests {
 
     #[test]
     fn create_needs_exactly_one_expiry() {
-        let base = [
-            "tokengate",
-            "token",
-            "create",
-            "--namespace",
-            "shop",
-            "--description",
-            "d",
-        ];
+        let base = ["tokengate", "token", "create", "--namespace", "shop", "--description", "d"];
         let parse = |extra: &[&str]| Cli::try_parse_from(base.iter().chain(extra));
         assert!(parse(&[]).is_err());
         assert!(parse(&["--no-expiration"]).is_ok());
@@ -292,14 +268,8 @@ mod tests {
     fn expiry_from_flags() {
         let now = 1_796_317_200;
         assert_eq!(expiry(None, None, now).unwrap(), None);
-        assert_eq!(
-            expiry(None, Some(3600), now).unwrap().as_deref(),
-            Some("2026-12-03T18:00:00Z")
-        );
-        assert_eq!(
-            expiry(Some("x".to_owned()), None, now).unwrap().as_deref(),
-            Some("x")
-        );
+        assert_eq!(expiry(None, Some(3600), now).unwrap().as_deref(), Some("2026-12-03T18:00:00Z"));
+        assert_eq!(expiry(Some("x".to_owned()), None, now).unwrap().as_deref(), Some("x"));
         assert!(expiry(None, Some(u64::MAX), now).is_err());
         assert!(expiry(None, Some(300_000_000_000), now).is_err());
     }

@@ -23,10 +23,7 @@ fn json_line(out: &mut impl Write, value: &impl Serialize) -> std::io::Result<()
 }
 
 fn function_label(metadata: &TokenMetadata) -> &str {
-    metadata
-        .function_id
-        .as_deref()
-        .unwrap_or("- (namespace token: every function)")
+    metadata.function_id.as_deref().unwrap_or("- (namespace token: every function)")
 }
 
 fn metadata_lines(out: &mut impl Write, metadata: &TokenMetadata) -> std::io::Result<()> {
@@ -36,11 +33,7 @@ fn metadata_lines(out: &mut impl Write, metadata: &TokenMetadata) -> std::io::Re
     writeln!(out, "description  {}", metadata.description)?;
     writeln!(out, "status       {}", metadata.status.as_str())?;
     writeln!(out, "created_at   {}", metadata.created_at)?;
-    writeln!(
-        out,
-        "expires_at   {}",
-        metadata.expires_at.as_deref().unwrap_or("never")
-    )?;
+    writeln!(out, "expires_at   {}", metadata.expires_at.as_deref().unwrap_or("never"))?;
     if let Some(deleted_at) = &metadata.deleted_at {
         writeln!(out, "deleted_at   {deleted_at}")?;
     }
@@ -48,11 +41,7 @@ fn metadata_lines(out: &mut impl Write, metadata: &TokenMetadata) -> std::io::Re
 }
 
 /// A new token: its metadata and, this once, the token.
-pub fn created(
-    out: &mut impl Write,
-    format: OutputFormat,
-    created: &CreatedToken,
-) -> std::io::Result<()> {
+pub fn created(out: &mut impl Write, format: OutputFormat, created: &CreatedToken) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => json_line(out, created),
         OutputFormat::Table => {
@@ -67,11 +56,7 @@ pub fn created(
 }
 
 /// One token's metadata.
-pub fn metadata(
-    out: &mut impl Write,
-    format: OutputFormat,
-    metadata: &TokenMetadata,
-) -> std::io::Result<()> {
+pub fn metadata(out: &mut impl Write, format: OutputFormat, metadata: &TokenMetadata) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => json_line(out, metadata),
         OutputFormat::Table => metadata_lines(out, metadata),
@@ -86,14 +71,7 @@ pub fn list(out: &mut impl Write, format: OutputFormat, list: &TokenList) -> std
     if list.tokens.is_empty() {
         return writeln!(out, "no tokens");
     }
-    let header = [
-        "ID",
-        "FUNCTION",
-        "STATUS",
-        "CREATED_AT",
-        "EXPIRES_AT",
-        "DESCRIPTION",
-    ];
+    let header = ["ID", "FUNCTION", "STATUS", "CREATED_AT", "EXPIRES_AT", "DESCRIPTION"];
     let rows: Vec<[&str; 6]> = list
         .tokens
         .iter()
@@ -133,10 +111,7 @@ pub fn list(out: &mut impl Write, format: OutputFormat, list: &TokenList) -> std
 pub fn deleted(out: &mut impl Write, format: OutputFormat, id: &str) -> std::io::Result<()> {
     match format {
         OutputFormat::Json => json_line(out, &serde_json::json!({ "id": id, "deleted": true })),
-        OutputFormat::Table => writeln!(
-            out,
-            "deleted token {id}; its key has left the namespace JWKS"
-        ),
+        OutputFormat::Table => writeln!(out, "deleted token {id}; its key has left the namespace JWKS"),
     }
 }
 
@@ -166,10 +141,7 @@ mod tests {
 
     #[test]
     fn created_table_and_json() {
-        let token = CreatedToken {
-            metadata: sample(Some("cart")),
-            token: "a.b.c".to_owned(),
-        };
+        let token = CreatedToken { metadata: sample(Some("cart")), token: "a.b.c".to_owned() };
         let table = render(|out| created(out, OutputFormat::Table, &token));
         assert!(table.contains("function     cart\n"), "{table}");
         assert!(table.contains("\na.b.c\n"), "{table}");
@@ -183,16 +155,11 @@ mod tests {
 
     #[test]
     fn list_table_aligns_columns() {
-        let tokens = TokenList {
-            tokens: vec![sample(None), sample(Some("checkout"))],
-        };
+        let tokens = TokenList { tokens: vec![sample(None), sample(Some("checkout"))] };
         let table = render(|out| list(out, OutputFormat::Table, &tokens));
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3, "{table}");
-        assert!(
-            lines[0].starts_with("ID                                    FUNCTION  STATUS"),
-            "{table}"
-        );
+        assert!(lines[0].starts_with("ID                                    FUNCTION  STATUS"), "{table}");
         let column = lines[0].find("STATUS").unwrap();
         assert_eq!(lines[1].find("active"), Some(column), "{table}");
         assert_eq!(lines[2].find("active"), Some(column), "{table}");

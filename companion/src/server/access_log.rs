@@ -16,10 +16,6 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let path: String = request.uri().path().chars().take(MAX_LOGGED_PATH).collect();
     let started = Instant::now();
     let response = next.run(request).await;
-    eprintln!(
-        "tokengate: {method} {path} {} {}ms",
-        response.status().as_u16(),
-        started.elapsed().as_millis()
-    );
+    eprintln!("tokengate: {method} {path} {} {}ms", response.status().as_u16(), started.elapsed().as_millis());
     response
 }

@@ -11,16 +11,9 @@ use super::error::ApiError;
 use super::routes::AppState;
 
 /// Middleware on the admin routes: 401 unless the request carries the admin bearer token.
-pub async fn require_admin(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token);
+pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let presented =
+        request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(bearer_token);
     match presented {
         Some(token) if token_matches(&state.admin_token, token) => next.run(request).await,
         _ => ApiError::Unauthorized.into_response(),
@@ -38,10 +31,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 fn token_matches(expected: &AdminToken, presented: &str) -> bool {
     let expected = Sha256::digest(expected.expose().as_bytes());
     let presented = Sha256::digest(presented.as_bytes());
-    let difference = expected
-        .iter()
-        .zip(presented.iter())
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b));
+    let difference = expected.iter().zip(presented.iter()).fold(0u8, |difference, (a, b)| difference | (a ^ b));
     std::hint::black_box(difference) == 0
 }
 

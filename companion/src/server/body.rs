@@ -27,8 +27,8 @@ pub fn parse_create(headers: &HeaderMap, body: &[u8], now: i64) -> Result<Create
     if !is_json(headers) {
         return Err(ApiError::body("Content-Type must be application/json"));
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|error| ApiError::body(format!("malformed JSON: {error}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::body(format!("malformed JSON: {error}")))?;
     let Value::Object(object) = value else {
         return Err(ApiError::body("the body must be a JSON object"));
     };
@@ -48,12 +48,7 @@ pub fn parse_create(headers: &HeaderMap, body: &[u8], now: i64) -> Result<Create
         None => None,
         Some(text) => Some(check_expiry(&text, now)?),
     };
-    Ok(CreateToken {
-        namespace_id,
-        function_id,
-        description,
-        expires_at,
-    })
+    Ok(CreateToken { namespace_id, function_id, description, expires_at })
 }
 
 fn check_expiry(text: &str, now: i64) -> Result<i64, ApiError> {
@@ -62,10 +57,7 @@ fn check_expiry(text: &str, now: i64) -> Result<i64, ApiError> {
         return Err(ApiError::field("expires_at", "must be in the future"));
     }
     if expires_at >= rfc3339::YEAR_9999_UNIX {
-        return Err(ApiError::field(
-            "expires_at",
-            "must be before the year 9999",
-        ));
+        return Err(ApiError::field("expires_at", "must be before the year 9999"));
     }
     Ok(expires_at)
 }
@@ -95,10 +87,7 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers
     }
 
@@ -122,8 +111,7 @@ mod tests {
                 expires_at: Some(NOW + 3600),
             }
         );
-        let body =
-            br#"{"namespace_id":"shop","function_id":null,"description":"ns","expires_at":null}"#;
+        let body = br#"{"namespace_id":"shop","function_id":null,"description":"ns","expires_at":null}"#;
         let parsed = parse_create(&json_headers(), body, NOW).unwrap();
         assert_eq!((parsed.function_id, parsed.expires_at), (None, None));
         let body = br#"{"namespace_id":"shop","description":"ns"}"#;
@@ -133,52 +121,19 @@ mod tests {
     #[test]
     fn names_the_field_at_fault() {
         let cases: &[(&str, Option<&str>)] = &[
-            (
-                r#"{"namespace_id":"shop","description":"d","extra":1}"#,
-                Some("extra"),
-            ),
+            (r#"{"namespace_id":"shop","description":"d","extra":1}"#, Some("extra")),
             (r#"{"description":"d"}"#, Some("namespace_id")),
-            (
-                r#"{"namespace_id":"-bad","description":"d"}"#,
-                Some("namespace_id"),
-            ),
-            (
-                r#"{"namespace_id":7,"description":"d"}"#,
-                Some("namespace_id"),
-            ),
-            (
-                r#"{"namespace_id":"shop","function_id":"a/b","description":"d"}"#,
-                Some("function_id"),
-            ),
-            (
-                r#"{"namespace_id":"shop","function_id":"","description":"d"}"#,
-                Some("function_id"),
-            ),
+            (r#"{"namespace_id":"-bad","description":"d"}"#, Some("namespace_id")),
+            (r#"{"namespace_id":7,"description":"d"}"#, Some("namespace_id")),
+            (r#"{"namespace_id":"shop","function_id":"a/b","description":"d"}"#, Some("function_id")),
+            (r#"{"namespace_id":"shop","function_id":"","description":"d"}"#, Some("function_id")),
             (r#"{"namespace_id":"shop"}"#, Some("description")),
-            (
-                r#"{"namespace_id":"shop","description":""}"#,
-                Some("description"),
-            ),
-            (
-                r#"{"namespace_id":"shop","description":"a\nb"}"#,
-                Some("description"),
-            ),
-            (
-                r#"{"namespace_id":"shop","description":"d","expires_at":"tomorrow"}"#,
-                Some("expires_at"),
-            ),
-            (
-                r#"{"namespace_id":"shop","description":"d","expires_at":"2026-12-03T17:00:00Z"}"#,
-                Some("expires_at"),
-            ),
-            (
-                r#"{"namespace_id":"shop","description":"d","expires_at":"9999-06-01T00:00:00Z"}"#,
-                Some("expires_at"),
-            ),
-            (
-                r#"{"namespace_id":"shop","description":"d","expires_at":5}"#,
-                Some("expires_at"),
-            ),
+            (r#"{"namespace_id":"shop","description":""}"#, Some("description")),
+            (r#"{"namespace_id":"shop","description":"a\nb"}"#, Some("description")),
+            (r#"{"namespace_id":"shop","description":"d","expires_at":"tomorrow"}"#, Some("expires_at")),
+            (r#"{"namespace_id":"shop","description":"d","expires_at":"2026-12-03T17:00:00Z"}"#, Some("expires_at")),
+            (r#"{"namespace_id":"shop","description":"d","expires_at":"9999-06-01T00:00:00Z"}"#, Some("expires_at")),
+            (r#"{"namespace_id":"shop","description":"d","expires_at":5}"#, Some("expires_at")),
             (r#"{"namespace_id":"shop","#, None),
             (r#"["shop"]"#, None),
         ];
@@ -195,10 +150,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         assert!(parse_create(&headers, body, NOW).is_err());
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("Application/JSON; charset=utf-8"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("Application/JSON; charset=utf-8"));
         assert!(parse_create(&headers, body, NOW).is_ok());
     }
 }

@@ -68,12 +68,8 @@ impl AdminToken {
     pub fn load(file: Option<&Path>, env: Option<String>) -> Result<Self, ConfigError> {
         match (file, env) {
             (Some(path), _) => {
-                let text = std::fs::read_to_string(path).map_err(|source| {
-                    ConfigError::AdminTokenFile {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::AdminTokenFile { path: path.to_path_buf(), source })?;
                 Self::new(&text)
             }
             (None, Some(text)) => Self::new(&text),
@@ -101,14 +97,8 @@ mod tests {
 
     #[test]
     fn admin_token_sources_and_length() {
-        assert!(matches!(
-            AdminToken::load(None, None),
-            Err(ConfigError::MissingAdminToken)
-        ));
-        assert!(matches!(
-            AdminToken::load(None, Some("short".to_owned())),
-            Err(ConfigError::ShortAdminToken)
-        ));
+        assert!(matches!(AdminToken::load(None, None), Err(ConfigError::MissingAdminToken)));
+        assert!(matches!(AdminToken::load(None, Some("short".to_owned())), Err(ConfigError::ShortAdminToken)));
         assert!(matches!(
             AdminToken::load(None, Some("  fifteen-chars  \n".to_owned())),
             Err(ConfigError::ShortAdminToken)
@@ -117,10 +107,7 @@ mod tests {
         assert_eq!(token.expose(), "sixteen-chars-ok");
         assert!(!format!("{token:?}").contains("sixteen"));
 
-        let path = std::env::temp_dir().join(format!(
-            "tokengate-admin-{}",
-            crate::token_id::generate().unwrap()
-        ));
+        let path = std::env::temp_dir().join(format!("tokengate-admin-{}", crate::token_id::generate().unwrap()));
         assert!(matches!(
             AdminToken::load(Some(&path), Some("sixteen-chars-ok".to_owned())),
             Err(ConfigError::AdminTokenFile { .. })

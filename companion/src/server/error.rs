@@ -33,18 +33,12 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 naming `field`.
     pub fn field(field: &str, message: impl std::fmt::Display) -> Self {
-        Self::InvalidRequest {
-            field: Some(field.to_owned()),
-            message: message.to_string(),
-        }
+        Self::InvalidRequest { field: Some(field.to_owned()), message: message.to_string() }
     }
 
     /// A 400 about the body as a whole.
     pub fn body(message: impl std::fmt::Display) -> Self {
-        Self::InvalidRequest {
-            field: None,
-            message: message.to_string(),
-        }
+        Self::InvalidRequest { field: None, message: message.to_string() }
     }
 }
 
@@ -57,9 +51,7 @@ impl From<ServiceError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error, field, message) = match self {
-            Self::InvalidRequest { field, message } => {
-                (StatusCode::BAD_REQUEST, "invalid_request", field, message)
-            }
+            Self::InvalidRequest { field, message } => (StatusCode::BAD_REQUEST, "invalid_request", field, message),
             Self::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -67,27 +59,15 @@ impl IntoResponse for ApiError {
                 "missing or invalid admin token (Authorization: Bearer ...)".to_owned(),
             ),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, "not_found", None, what.to_owned()),
-            Self::PayloadTooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                None,
-                "request body is over 16 KiB".to_owned(),
-            ),
+            Self::PayloadTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", None, "request body is over 16 KiB".to_owned())
+            }
             Self::Internal(cause) => {
                 eprintln!("tokengate: internal error: {cause}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    None,
-                    "internal server error".to_owned(),
-                )
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", None, "internal server error".to_owned())
             }
         };
-        let body = Json(ErrorBody {
-            error: error.to_owned(),
-            field,
-            message,
-        });
+        let body = Json(ErrorBody { error: error.to_owned(), field, message });
         if status == StatusCode::UNAUTHORIZED {
             (status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else {

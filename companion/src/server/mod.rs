@@ -44,30 +44,19 @@ pub enum ServeError {
 pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let store = SqliteStore::open_in_dir(&config.data_dir, unix_now())?;
     let service = TokenService::new(Arc::new(store), &config.issuer, unix_now);
-    let state = AppState {
-        service,
-        admin_token: Arc::new(config.admin_token),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let state = AppState { service, admin_token: Arc::new(config.admin_token) };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         eprintln!(
             "tokengate: listening on http://{} (data dir {}, issuer {})",
             listener.local_addr()?,
             config.data_dir.display(),
             config.issuer
         );
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("tokengate: stopped");
         Ok(())
     })

@@ -54,9 +54,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Admin answers (one of them carries a token) must not be kept by any cache.
 async fn no_store(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -75,20 +73,11 @@ async fn namespace_jwks(
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| if_none_match_hits(value, &document.etag));
-    let caching = [
-        (header::CACHE_CONTROL, JWKS_CACHE_CONTROL.to_owned()),
-        (header::ETAG, document.etag),
-    ];
+    let caching = [(header::CACHE_CONTROL, JWKS_CACHE_CONTROL.to_owned()), (header::ETAG, document.etag)];
     if revalidated {
         return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
     }
-    Ok((
-        StatusCode::OK,
-        caching,
-        [(header::CONTENT_TYPE, "application/json")],
-        document.body,
-    )
-        .into_response())
+    Ok((StatusCode::OK, caching, [(header::CONTENT_TYPE, "application/json")], document.body).into_response())
 }
 
 /// `POST /v1/tokens`: mint a token; the only answer that ever carries one.
@@ -107,12 +96,7 @@ async fn create_token(
     let request = parse_create(&headers, &body, state.service.now())?;
     let created: CreatedToken = state.service.create(request).await?;
     let location = format!("/v1/tokens/{}", created.metadata.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(created),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(created)).into_response())
 }
 
 /// Query of `GET /v1/tokens`.
@@ -136,13 +120,8 @@ async fn list_tokens(
     if let Some(function_id) = &query.function_id {
         check_id(function_id).map_err(|error| ApiError::field("function_id", error))?;
     }
-    let filter = TokenFilter {
-        namespace_id,
-        function_id: query.function_id,
-    };
-    Ok(Json(TokenList {
-        tokens: state.service.list(filter).await?,
-    }))
+    let filter = TokenFilter { namespace_id, function_id: query.function_id };
+    Ok(Json(TokenList { tokens: state.service.list(filter).await? }))
 }
 
 /// The token id of a path, or 404 for anything that cannot be one.

@@ -121,9 +121,5 @@ pub trait TokenStore: Send + Sync {
     fn delete(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// The keys to publish for a namespace at `now` (see [`crate::jwks::is_published`]),
     /// ordered by `created_at`, `id`.
-    fn live_keys_for_namespace(
-        &self,
-        namespace_id: &str,
-        now: i64,
-    ) -> Result<Vec<PublishedKey>, StoreError>;
+    fn live_keys_for_namespace(&self, namespace_id: &str, now: i64) -> Result<Vec<PublishedKey>, StoreError>;
 }

@@ -27,8 +27,7 @@ const MIGRATIONS: &[&str] = &[r"
     CREATE INDEX tokens_by_namespace ON tokens (namespace_id, created_at, id);
 "];
 
-const RECORD_COLUMNS: &str =
-    "id, namespace_id, function_id, description, created_at, expires_at, deleted_at";
+const RECORD_COLUMNS: &str = "id, namespace_id, function_id, description, created_at, expires_at, deleted_at";
 
 /// A [`TokenStore`] on one SQLite connection.
 pub struct SqliteStore {
@@ -38,29 +37,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it and the directory if needed) `dir/tokengate.db` and migrates it.
     pub fn open_in_dir(dir: &Path, now: i64) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         let mut connection = Connection::open(dir.join(DATABASE_FILE))?;
         connection.busy_timeout(Duration::from_secs(5))?;
         // journal_mode answers with the mode now in force, so it is read, not executed.
-        connection.query_row("PRAGMA journal_mode = WAL", [], |row| {
-            row.get::<_, String>(0)
-        })?;
+        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))?;
         Self::prepare(&mut connection, now)?;
-        Ok(Self {
-            connection: Mutex::new(connection),
-        })
+        Ok(Self { connection: Mutex::new(connection) })
     }
 
     /// An in-memory database with the same schema, for tests.
     pub fn open_in_memory(now: i64) -> Result<Self, StoreError> {
         let mut connection = Connection::open_in_memory()?;
         Self::prepare(&mut connection, now)?;
-        Ok(Self {
-            connection: Mutex::new(connection),
-        })
+        Ok(Self { connection: Mutex::new(connection) })
     }
 
     /// The schema version the database is at.
@@ -85,11 +75,7 @@ fn known_version() -> i64 {
 }
 
 fn current_version(connection: &Connection) -> Result<i64, StoreError> {
-    Ok(connection.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-        [],
-        |row| row.get(0),
-    )?)
+    Ok(connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |row| row.get(0))?)
 }
 
 /// Applies the migrations the database has not seen, all in one transaction.
@@ -106,15 +92,10 @@ fn migrate(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
     if found > known {
         return Err(StoreError::NewerSchema { found, known });
     }
-    for (version, sql) in (1..)
-        .zip(MIGRATIONS.iter())
-        .skip_while(|(version, _)| *version <= found)
-    {
+    for (version, sql) in (1..).zip(MIGRATIONS.iter()).skip_while(|(version, _)| *version <= found) {
         transaction.execute_batch(sql)?;
-        transaction.execute(
-            "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
-            params![version, now],
-        )?;
+        transaction
+            .execute("INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)", params![version, now])?;
     }
     transaction.commit()?;
     Ok(())
@@ -151,9 +132,7 @@ impl TokenStore for SqliteStore {
         );
         match inserted {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if failure.code == ErrorCode::ConstraintViolation =>
-            {
+            Err(rusqlite::Error::SqliteFailure(failure, _)) if failure.code == ErrorCode::ConstraintViolation => {
                 Err(StoreError::DuplicateId(token.id.clone()))
             }
             Err(other) => Err(other.into()),
@@ -167,37 +146,24 @@ impl TokenStore for SqliteStore {
              WHERE namespace_id = ?1 AND (?2 IS NULL OR function_id = ?2)
              ORDER BY created_at, id"
         ))?;
-        let rows = statement
-            .query_map(params![filter.namespace_id, filter.function_id], |row| {
-                record_from_row(row)
-            })?;
+        let rows = statement.query_map(params![filter.namespace_id, filter.function_id], record_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let connection = self.lock()?;
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {RECORD_COLUMNS} FROM tokens WHERE id = ?1"
-        ))?;
-        Ok(statement
-            .query_row(params![id], record_from_row)
-            .optional()?)
+        let mut statement = connection.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM tokens WHERE id = ?1"))?;
+        Ok(statement.query_row(params![id], record_from_row).optional()?)
     }
 
     fn delete(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let connection = self.lock()?;
-        let changed = connection.execute(
-            "UPDATE tokens SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-            params![id, now],
-        )?;
+        let changed = connection
+            .execute("UPDATE tokens SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])?;
         Ok(changed == 1)
     }
 
-    fn live_keys_for_namespace(
-        &self,
-        namespace_id: &str,
-        now: i64,
-    ) -> Result<Vec<PublishedKey>, StoreError> {
+    fn live_keys_for_namespace(&self, namespace_id: &str, now: i64) -> Result<Vec<PublishedKey>, StoreError> {
         let connection = self.lock()?;
         let mut statement = connection.prepare_cached(
             "SELECT id, public_key FROM tokens
@@ -211,11 +177,8 @@ impl TokenStore for SqliteStore {
         let mut keys = Vec::new();
         for row in rows {
             let (id, bytes) = row?;
-            let public_key =
-                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| StoreError::CorruptRow {
-                    id: id.clone(),
-                    reason: "public key is not 32 bytes",
-                })?;
+            let public_key = <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| StoreError::CorruptRow { id: id.clone(), reason: "public key is not 32 bytes" })?;
             keys.push(PublishedKey { id, public_key });
         }
         Ok(keys)
@@ -242,48 +205,29 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "tokengate-store-{name}-{}",
-            crate::token_id::generate().unwrap()
-        ));
+        let dir = std::env::temp_dir().join(format!("tokengate-store-{name}-{}", crate::token_id::generate().unwrap()));
         dir
     }
 
     #[test]
     fn create_get_list_delete() {
         let store = SqliteStore::open_in_memory(NOW).unwrap();
-        store
-            .create(&token("b", "shop", Some("cart"), NOW))
-            .unwrap();
+        store.create(&token("b", "shop", Some("cart"), NOW)).unwrap();
         store.create(&token("a", "shop", None, NOW)).unwrap();
-        store
-            .create(&token("c", "shop", Some("pay"), NOW - 5))
-            .unwrap();
+        store.create(&token("c", "shop", Some("pay"), NOW - 5)).unwrap();
         store.create(&token("d", "other", None, NOW)).unwrap();
 
-        let all = store
-            .list(&TokenFilter {
-                namespace_id: "shop".to_owned(),
-                function_id: None,
-            })
-            .unwrap();
+        let all = store.list(&TokenFilter { namespace_id: "shop".to_owned(), function_id: None }).unwrap();
         let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["c", "a", "b"]);
 
-        let cart = store
-            .list(&TokenFilter {
-                namespace_id: "shop".to_owned(),
-                function_id: Some("cart".to_owned()),
-            })
-            .unwrap();
+        let cart =
+            store.list(&TokenFilter { namespace_id: "shop".to_owned(), function_id: Some("cart".to_owned()) }).unwrap();
         assert_eq!(cart.len(), 1);
         assert_eq!(cart[0].function_id.as_deref(), Some("cart"));
         assert_eq!(cart[0].description, "token b");
 
-        assert!(matches!(
-            store.create(&token("a", "x", None, NOW)),
-            Err(StoreError::DuplicateId(_))
-        ));
+        assert!(matches!(store.create(&token("a", "x", None, NOW)), Err(StoreError::DuplicateId(_))));
 
         assert_eq!(store.get("zz").unwrap(), None);
         assert!(store.delete("a", NOW + 1).unwrap());
@@ -311,12 +255,8 @@ mod tests {
             }
         }
         for now in [NOW - 7200, NOW, NOW + 11, NOW + 7200] {
-            let live: Vec<String> = store
-                .live_keys_for_namespace("shop", now)
-                .unwrap()
-                .into_iter()
-                .map(|k| k.id)
-                .collect();
+            let live: Vec<String> =
+                store.live_keys_for_namespace("shop", now).unwrap().into_iter().map(|k| k.id).collect();
             let expected: Vec<String> = cases
                 .iter()
                 .filter(|(id, expires_at, _)| {
@@ -328,18 +268,10 @@ mod tests {
             assert_eq!(live, expected, "now = {now}");
         }
         assert_eq!(
-            store
-                .live_keys_for_namespace("shop", NOW)
-                .unwrap()
-                .iter()
-                .map(|k| k.id.as_str())
-                .collect::<Vec<_>>(),
+            store.live_keys_for_namespace("shop", NOW).unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
             ["never", "later", "grace"]
         );
-        assert!(store
-            .live_keys_for_namespace("nobody", NOW)
-            .unwrap()
-            .is_empty());
+        assert!(store.live_keys_for_namespace("nobody", NOW).unwrap().is_empty());
     }
 
     #[test]
@@ -354,13 +286,9 @@ mod tests {
         assert_eq!(store.schema_version().unwrap(), known_version());
         assert_eq!(store.get("kept").unwrap().unwrap().namespace_id, "shop");
         let connection = store.lock().unwrap();
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .unwrap();
+        let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = connection
-            .query_row("PRAGMA synchronous", [], |row| row.get(0))
-            .unwrap();
+        let sync: i64 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
         assert_eq!(sync, 2, "FULL");
         drop(connection);
         drop(store);
@@ -372,14 +300,9 @@ mod tests {
         let dir = temp_dir("newer");
         drop(SqliteStore::open_in_dir(&dir, NOW).unwrap());
         let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
-        connection
-            .execute("INSERT INTO schema_version VALUES (99, 0)", [])
-            .unwrap();
+        connection.execute("INSERT INTO schema_version VALUES (99, 0)", []).unwrap();
         drop(connection);
-        assert!(matches!(
-            SqliteStore::open_in_dir(&dir, NOW),
-            Err(StoreError::NewerSchema { found: 99, .. })
-        ));
+        assert!(matches!(SqliteStore::open_in_dir(&dir, NOW), Err(StoreError::NewerSchema { found: 99, .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -18,29 +18,14 @@ fn admin_api_lifecycle() {
         assert_eq!(answer.json()["error"], "unauthorized");
     }
     let basic = [("Authorization", "Basic dGVzdA==")];
-    assert_eq!(
-        call(
-            "GET",
-            &format!("{url}/v1/tokens?namespace_id=shop"),
-            None,
-            &basic,
-            None
-        )
-        .status,
-        401
-    );
+    assert_eq!(call("GET", &format!("{url}/v1/tokens?namespace_id=shop"), None, &basic, None).status, 401);
 
     // Unknown namespace: an empty set, never 404.
     let empty = jwks(&server, "shop");
     assert_eq!(empty.status, 200);
     assert_eq!(empty.body, r#"{"keys":[]}"#);
 
-    let created = admin(
-        "POST",
-        &server,
-        "/v1/tokens",
-        Some(create_body("shop", Some("cart"))),
-    );
+    let created = admin("POST", &server, "/v1/tokens", Some(create_body("shop", Some("cart"))));
     assert_eq!(created.status, 201, "{}", created.body);
     let created = created.json();
     let id = created["id"].as_str().unwrap().to_owned();
@@ -69,10 +54,7 @@ fn admin_api_lifecycle() {
     let published = jwks(&server, "shop");
     assert_eq!(published.status, 200);
     assert_eq!(published.header("content-type"), Some("application/json"));
-    assert_eq!(
-        published.header("cache-control"),
-        Some("public, max-age=30")
-    );
+    assert_eq!(published.header("cache-control"), Some("public, max-age=30"));
     let mut published_kids = kids(&published);
     published_kids.sort();
     let mut expected = vec![id.clone(), namespace_id.clone()];
@@ -82,19 +64,10 @@ fn admin_api_lifecycle() {
     assert_eq!(claims["jti"], id.as_str());
     assert_eq!(claims["iss"], "tokengate");
     assert_eq!(claims["exp"], 4_070_908_800_i64);
-    assert_eq!(
-        claims["application_claim"],
-        json!([{"namespace_id": "shop", "application_id": "cart"}])
-    );
-    let namespace_claims = verify_with_jwks(
-        namespace_token["token"].as_str().unwrap(),
-        &published.json(),
-    );
+    assert_eq!(claims["application_claim"], json!([{"namespace_id": "shop", "application_id": "cart"}]));
+    let namespace_claims = verify_with_jwks(namespace_token["token"].as_str().unwrap(), &published.json());
     assert!(namespace_claims.get("exp").is_none());
-    assert_eq!(
-        namespace_claims["application_claim"][0]["application_id"],
-        ""
-    );
+    assert_eq!(namespace_claims["application_claim"][0]["application_id"], "");
     assert!(kids(&jwks(&server, "other")).is_empty());
 
     // ETag revalidation.
@@ -105,33 +78,14 @@ fn admin_api_lifecycle() {
     assert_eq!(revalidated.status, 304);
     assert!(revalidated.body.is_empty());
     assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
-    assert_eq!(
-        call(
-            "GET",
-            &jwks_url,
-            None,
-            &[("If-None-Match", "\"stale\"")],
-            None
-        )
-        .status,
-        200
-    );
+    assert_eq!(call("GET", &jwks_url, None, &[("If-None-Match", "\"stale\"")], None).status, 200);
 
     // List and show: metadata only, never a token.
     let listed = admin("GET", &server, "/v1/tokens?namespace_id=shop", None);
     assert_eq!(listed.status, 200);
-    assert!(
-        !listed.body.contains(&token) && !listed.body.contains("\"token\""),
-        "{}",
-        listed.body
-    );
+    assert!(!listed.body.contains(&token) && !listed.body.contains("\"token\""), "{}", listed.body);
     assert_eq!(listed.json()["tokens"].as_array().unwrap().len(), 2);
-    let only_cart = admin(
-        "GET",
-        &server,
-        "/v1/tokens?namespace_id=shop&function_id=cart",
-        None,
-    );
+    let only_cart = admin("GET", &server, "/v1/tokens?namespace_id=shop&function_id=cart", None);
     let only_cart = only_cart.json();
     assert_eq!(only_cart["tokens"].as_array().unwrap().len(), 1);
     assert_eq!(only_cart["tokens"][0]["id"], id.as_str());
@@ -148,36 +102,18 @@ fn admin_api_lifecycle() {
     let after = jwks(&server, "shop");
     assert_eq!(kids(&after), vec![namespace_id.clone()]);
     assert_ne!(after.header("etag"), Some(etag.as_str()));
-    assert_eq!(
-        admin("DELETE", &server, &format!("/v1/tokens/{id}"), None).status,
-        404
-    );
+    assert_eq!(admin("DELETE", &server, &format!("/v1/tokens/{id}"), None).status, 404);
     let shown = admin("GET", &server, &format!("/v1/tokens/{id}"), None).json();
     assert_eq!(shown["status"], "deleted");
     assert!(shown["deleted_at"].as_str().is_some());
 
     // Revoking the last key publishes an empty set.
-    assert_eq!(
-        admin(
-            "DELETE",
-            &server,
-            &format!("/v1/tokens/{namespace_id}"),
-            None
-        )
-        .status,
-        204
-    );
+    assert_eq!(admin("DELETE", &server, &format!("/v1/tokens/{namespace_id}"), None).status, 204);
     assert_eq!(jwks(&server, "shop").body, r#"{"keys":[]}"#);
 
     let unknown = "00000000-0000-4000-8000-000000000000";
-    assert_eq!(
-        admin("GET", &server, &format!("/v1/tokens/{unknown}"), None).status,
-        404
-    );
-    assert_eq!(
-        admin("DELETE", &server, &format!("/v1/tokens/{unknown}"), None).status,
-        404
-    );
+    assert_eq!(admin("GET", &server, &format!("/v1/tokens/{unknown}"), None).status, 404);
+    assert_eq!(admin("DELETE", &server, &format!("/v1/tokens/{unknown}"), None).status, 404);
 
     // SIGTERM: a clean, graceful exit.
     let status = server.stop();

@@ -36,38 +36,18 @@ fn cli_drives_the_admin_api() {
     assert!((43_190..=43_210).contains(&lifetime), "{claims}");
 
     // Table output shows the token once, with the warning.
-    let table = cli(
-        url,
-        &[
-            "token",
-            "create",
-            "--namespace",
-            "shop",
-            "--description",
-            "table",
-            "--no-expiration",
-        ],
-    );
+    let table = cli(url, &["token", "create", "--namespace", "shop", "--description", "table", "--no-expiration"]);
     assert!(table.status.success(), "{table:?}");
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("will not be shown again"), "{table}");
     assert!(table.contains("expires_at   never"), "{table}");
 
-    let listed = stdout_json(&cli(
-        url,
-        &["token", "list", "--namespace", "shop", "--output", "json"],
-    ));
+    let listed = stdout_json(&cli(url, &["token", "list", "--namespace", "shop", "--output", "json"]));
     assert_eq!(listed["tokens"].as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains(&token));
-    let listed_table = cli(
-        url,
-        &["token", "list", "--namespace", "shop", "--function", "cart"],
-    );
+    let listed_table = cli(url, &["token", "list", "--namespace", "shop", "--function", "cart"]);
     let listed_table = String::from_utf8(listed_table.stdout).unwrap();
-    assert!(
-        listed_table.starts_with("ID ") && listed_table.contains(&id),
-        "{listed_table}"
-    );
+    assert!(listed_table.starts_with("ID ") && listed_table.contains(&id), "{listed_table}");
     assert_eq!(listed_table.lines().count(), 2, "{listed_table}");
 
     let shown = stdout_json(&cli(url, &["token", "show", &id, "--output", "json"]));
@@ -75,10 +55,7 @@ fn cli_drives_the_admin_api() {
 
     // Delete without --yes on a non-terminal stdin aborts.
     let mut command = Command::new(BIN);
-    command
-        .args(["token", "delete", &id])
-        .env("TOKENGATE_URL", url)
-        .env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN);
+    command.args(["token", "delete", &id]).env("TOKENGATE_URL", url).env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN);
     let aborted = run_bounded(command, Some("y\n"));
     assert_eq!(aborted.status.code(), Some(1), "{aborted:?}");
     assert!(kids(&jwks(&server, "shop")).contains(&id));
@@ -92,47 +69,15 @@ fn cli_drives_the_admin_api() {
     assert_eq!(again.status.code(), Some(1), "{again:?}");
     let past = cli(
         url,
-        &[
-            "token",
-            "create",
-            "--namespace",
-            "shop",
-            "--description",
-            "d",
-            "--expires-at",
-            "2001-01-01T00:00:00Z",
-        ],
+        &["token", "create", "--namespace", "shop", "--description", "d", "--expires-at", "2001-01-01T00:00:00Z"],
     );
     assert_eq!(past.status.code(), Some(1), "{past:?}");
-    assert!(
-        String::from_utf8_lossy(&past.stderr).contains("expires_at: must be in the future"),
-        "{past:?}"
-    );
-    let no_expiry = cli(
-        url,
-        &[
-            "token",
-            "create",
-            "--namespace",
-            "shop",
-            "--description",
-            "d",
-        ],
-    );
+    assert!(String::from_utf8_lossy(&past.stderr).contains("expires_at: must be in the future"), "{past:?}");
+    let no_expiry = cli(url, &["token", "create", "--namespace", "shop", "--description", "d"]);
     assert_eq!(no_expiry.status.code(), Some(2), "{no_expiry:?}");
     let two_expiries = cli(
         url,
-        &[
-            "token",
-            "create",
-            "--namespace",
-            "shop",
-            "--description",
-            "d",
-            "--no-expiration",
-            "--expires-in",
-            "1h",
-        ],
+        &["token", "create", "--namespace", "shop", "--description", "d", "--no-expiration", "--expires-in", "1h"],
     );
     assert_eq!(two_expiries.status.code(), Some(2), "{two_expiries:?}");
 
@@ -143,17 +88,13 @@ fn cli_drives_the_admin_api() {
     assert_eq!(unreachable.status.code(), Some(3), "{unreachable:?}");
 
     let mut command = Command::new(BIN);
-    command
-        .args(["token", "list", "--namespace", "shop"])
-        .env("TOKENGATE_URL", url);
+    command.args(["token", "list", "--namespace", "shop"]).env("TOKENGATE_URL", url);
     command.env_remove("TOKENGATE_ADMIN_TOKEN");
     let no_token = run_bounded(command, None);
     assert_eq!(no_token.status.code(), Some(1), "{no_token:?}");
 
     let mut command = Command::new(BIN);
-    command
-        .args(["token", "list", "--namespace", "shop"])
-        .env("TOKENGATE_URL", url);
+    command.args(["token", "list", "--namespace", "shop"]).env("TOKENGATE_URL", url);
     command.env("TOKENGATE_ADMIN_TOKEN", "wrong-token-0123456789");
     let wrong_token = run_bounded(command, None);
     assert_eq!(wrong_token.status.code(), Some(1), "{wrong_token:?}");
@@ -186,9 +127,6 @@ fn help_describes_every_command() {
         command.args(args);
         let output = run_bounded(command, None);
         assert!(output.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8(output.stdout).unwrap().contains(word),
-            "{args:?}"
-        );
+        assert!(String::from_utf8(output.stdout).unwrap().contains(word), "{args:?}");
     }
 }

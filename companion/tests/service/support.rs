@@ -20,11 +20,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> Self {
-        let unique = format!(
-            "tokengate-it-{name}-{}-{}",
-            std::process::id(),
-            tokengate_cli::token_id::generate().unwrap()
-        );
+        let unique =
+            format!("tokengate-it-{name}-{}-{}", std::process::id(), tokengate_cli::token_id::generate().unwrap());
         let path = std::env::temp_dir().join(unique);
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
@@ -76,11 +73,7 @@ impl Server {
             }
         });
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut server = Self {
-            child: Some(child),
-            url: String::new(),
-            log,
-        };
+        let mut server = Self { child: Some(child), url: String::new(), log };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = server
@@ -98,11 +91,7 @@ impl Server {
     /// Sends SIGTERM and waits (bounded) for a clean exit.
     pub fn stop(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
         assert!(sent.success());
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
@@ -141,8 +130,7 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {:?}", self.body))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -152,21 +140,12 @@ impl Answer {
 
 pub fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(15)))
-            .build(),
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(15))).build(),
     )
 }
 
 /// One request; `auth` adds the admin bearer token, `body` is sent as JSON text.
-pub fn call(
-    method: &str,
-    url: &str,
-    auth: Option<&str>,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Answer {
+pub fn call(method: &str, url: &str, auth: Option<&str>, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
     let mut request = ureq::http::Request::builder().method(method).uri(url);
     if let Some(token) = auth {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -186,41 +165,20 @@ pub fn call(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.body_mut().read_to_string().unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    Answer { status, headers, body }
 }
 
 pub fn admin(method: &str, server: &Server, path: &str, body: Option<Value>) -> Answer {
     let text = body.map(|body| body.to_string());
-    call(
-        method,
-        &format!("{}{path}", server.url),
-        Some(ADMIN_TOKEN),
-        &[],
-        text.as_deref(),
-    )
+    call(method, &format!("{}{path}", server.url), Some(ADMIN_TOKEN), &[], text.as_deref())
 }
 
 pub fn jwks(server: &Server, namespace: &str) -> Answer {
-    call(
-        "GET",
-        &format!("{}/v1/namespaces/{namespace}/jwks.json", server.url),
-        None,
-        &[],
-        None,
-    )
+    call("GET", &format!("{}/v1/namespaces/{namespace}/jwks.json", server.url), None, &[], None)
 }
 
 pub fn kids(answer: &Answer) -> Vec<String> {
-    answer.json()["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|key| key["kid"].as_str().unwrap().to_owned())
-        .collect()
+    answer.json()["keys"].as_array().unwrap().iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
 }
 
 /// Verifies a token's EdDSA signature with the key the JWKS publishes for its `kid`.
@@ -239,11 +197,8 @@ pub fn verify_with_jwks(token: &str, jwks: &Value) -> Value {
     assert_eq!(jwk["crv"], "Ed25519");
     let x = URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap();
     let public_key = ed25519_compact::PublicKey::from_slice(&x).unwrap();
-    let signature =
-        ed25519_compact::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
-    public_key
-        .verify(format!("{}.{}", parts[0], parts[1]), &signature)
-        .unwrap();
+    let signature = ed25519_compact::Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    public_key.verify(format!("{}.{}", parts[0], parts[1]), &signature).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
 }
 
@@ -258,11 +213,7 @@ pub fn create_body(namespace: &str, function: Option<&str>) -> Value {
 
 /// Runs a command to completion (stdin from `input` or null) within [`PROCESS_TIMEOUT`].
 pub fn run_bounded(mut command: Command, input: Option<&str>) -> Output {
-    command.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
@@ -277,10 +228,7 @@ pub fn run_bounded(mut command: Command, input: Option<&str>) -> Output {
     match result.recv_timeout(PROCESS_TIMEOUT) {
         Ok(output) => output.unwrap(),
         Err(_) => {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
             panic!("command did not finish within {PROCESS_TIMEOUT:?}");
         }
     }
@@ -288,10 +236,7 @@ pub fn run_bounded(mut command: Command, input: Option<&str>) -> Output {
 
 pub fn cli(url: &str, args: &[&str]) -> Output {
     let mut command = Command::new(BIN);
-    command
-        .args(args)
-        .env("TOKENGATE_URL", url)
-        .env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN);
+    command.args(args).env("TOKENGATE_URL", url).env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN);
     run_bounded(command, None)
 }
 
