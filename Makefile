@@ -34,7 +34,7 @@ demo: build envoy ## Run the demo: key service + function + Envoy with the filte
 	./envoy/demo.sh
 
 test: build envoy ## Run all tests: unit, native integration, key service, and end-to-end on the real Envoy
-	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --workspace
+	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --workspace --no-fail-fast
 
 lint: ## clippy (native and wasm32) and rustfmt
 	cargo clippy --workspace --all-targets -- -D warnings
