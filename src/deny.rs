@@ -30,11 +30,13 @@ pub enum Denial {
     OutOfScope,
     /// No key set could be loaded, so nothing can be verified.
     KeysUnavailable,
+    /// The proxy refused an operation the filter needed (fail closed).
+    InternalError,
 }
 
 impl Denial {
     /// Every reason, for metrics and documentation.
-    pub const ALL: [Denial; 12] = [
+    pub const ALL: [Denial; 13] = [
         Denial::MissingToken,
         Denial::MultipleTokens,
         Denial::MalformedToken,
@@ -47,6 +49,7 @@ impl Denial {
         Denial::WrongAudience,
         Denial::OutOfScope,
         Denial::KeysUnavailable,
+        Denial::InternalError,
     ];
 
     /// The stable reason code.
@@ -64,6 +67,7 @@ impl Denial {
             Denial::WrongAudience => "wrong_audience",
             Denial::OutOfScope => "out_of_scope",
             Denial::KeysUnavailable => "keys_unavailable",
+            Denial::InternalError => "internal_error",
         }
     }
 

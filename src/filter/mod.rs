@@ -200,7 +200,7 @@ impl Root {
                             self.log(Level::Debug, &format!("#{context_id} could not be resumed"));
                         }
                     }
-                    Err(_) => worker.deny(context_id, Denial::KeysUnavailable),
+                    Err(_) => worker.deny(context_id, Denial::InternalError),
                 },
                 Err(denial) => worker.deny(context_id, denial),
             }
@@ -360,7 +360,7 @@ impl HttpContext for Request {
             Outcome::Allow(claims) => match worker.allow(&claims) {
                 Ok(()) => Action::Continue,
                 Err(_) => {
-                    worker.deny(self.context_id, Denial::KeysUnavailable);
+                    worker.deny(self.context_id, Denial::InternalError);
                     Action::Pause
                 }
             },
