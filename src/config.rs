@@ -13,6 +13,18 @@ pub const DEFAULT_HEADER: &str = "x-auth-token";
 /// Prefix of the headers tokengate sends upstream; clients can never set these.
 pub const UPSTREAM_HEADER_PREFIX: &str = "x-tokengate-";
 
+/// Whether a request header name belongs to tokengate's upstream headers. Underscores count
+/// as dashes, because many upstreams (CGI, WSGI, PHP) read `x_tokengate_token_id` and
+/// `x-tokengate-token-id` as the same variable.
+pub fn is_reserved_header(name: &[u8]) -> bool {
+    let prefix = UPSTREAM_HEADER_PREFIX.as_bytes();
+    name.len() >= prefix.len()
+        && name.iter().zip(prefix).all(|(have, want)| {
+            let have = if *have == b'_' { b'-' } else { have.to_ascii_lowercase() };
+            have == *want
+        })
+}
+
 /// Where the keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
@@ -133,7 +145,7 @@ fn finish(top: &Map<String, Value>, keys: KeySource, local_keys_skipped: usize) 
             if lower.is_empty() || lower.len() > 128 || !lower.bytes().all(is_tchar) {
                 return Err(refuse("header", "must be an HTTP header name (letters, digits, -, _ ...)"));
             }
-            if lower.starts_with(UPSTREAM_HEADER_PREFIX) {
+            if is_reserved_header(lower.as_bytes()) {
                 return Err(refuse(
                     "header",
                     format!("must not start with `{UPSTREAM_HEADER_PREFIX}` (tokengate's own upstream headers)"),
@@ -277,6 +289,16 @@ mod tests {
         assert!(!config.forward_token);
         assert_eq!(config.policy.scope, None);
         assert!(config.summary().contains("cluster:keys"));
+    }
+
+    #[test]
+    fn reserved_headers_include_underscore_and_case_variants() {
+        for name in ["x-tokengate-token-id", "X-TokenGate-Function-Id", "x_tokengate_token_id", "x-tokengate_x", "x-tokengate-"] {
+            assert!(is_reserved_header(name.as_bytes()), "{name}");
+        }
+        for name in ["x-tokengate", "x-auth-token", "xx-tokengate-id", "x-tokengatex-id", ""] {
+            assert!(!is_reserved_header(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 
 /// Largest key-set document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 4 << 20;
-/// Most keys accepted in one key set (a namespace publishes one key per live token).
-pub const MAX_KEYS: usize = 20_000;
+/// Most keys accepted in one key set (a namespace publishes one key per live token; the key
+/// service caps a namespace well below this). Above it, the whole document is refused.
+pub const MAX_KEYS: usize = 50_000;
 /// Longest `kid` accepted.
 pub const MAX_KID_BYTES: usize = 256;
 

@@ -6,7 +6,7 @@
 
 mod abi;
 
-use crate::config::{self, FilterConfig, KeySource, RemoteJwks, UPSTREAM_HEADER_PREFIX};
+use crate::config::{self, FilterConfig, KeySource, RemoteJwks};
 use crate::deny::Denial;
 use crate::gate::{self, Gate, Outcome, Resolved};
 use crate::host::{GetError, SetError, SharedData};
@@ -345,7 +345,7 @@ impl HttpContext for Request {
         // Headers under tokengate's prefix only ever come from tokengate.
         let mut removed: Vec<&[u8]> = Vec::new();
         for (name, _) in &pairs {
-            if name.starts_with(UPSTREAM_HEADER_PREFIX.as_bytes()) && !removed.contains(&name.as_slice()) {
+            if config::is_reserved_header(name) && !removed.contains(&name.as_slice()) {
                 let _ = abi::remove_request_header(name);
                 removed.push(name);
             }
