@@ -96,5 +96,5 @@ echo
 if [ "$failed" = 0 ]; then echo "Every step gave the expected status."; else echo "Some steps FAILED (logs in $RUN/)."; fi
 if [ "${DEMO_ONCE:-0}" = 1 ]; then exit "$failed"; fi
 echo "Envoy, the key service and the function keep running; try your own curl. Ctrl-C stops them."
-echo "  export TOKENGATE_URL=$TOKENGATE_URL TOKENGATE_ADMIN_TOKEN=$TOKENGATE_ADMIN_TOKEN"
+echo "  export PATH=$PWD/target/release:\$PATH TOKENGATE_URL=$TOKENGATE_URL TOKENGATE_ADMIN_TOKEN=$TOKENGATE_ADMIN_TOKEN"
 wait
