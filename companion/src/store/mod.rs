@@ -1,13 +1,33 @@
-//! Token storage behind the [`TokenStore`] trait; SQLite is the only backend for now.
+//! Token storage behind the [`TokenStore`] trait: SQLite (the default, one file per service) or
+//! PostgreSQL (shared by several replicas).
 //!
 //! The trait is blocking: the server calls it from `tokio::task::spawn_blocking`. Stores hold
-//! only public keys and metadata, never a token or a private key.
+//! only public keys and metadata, never a token or a private key. Every call reads the database:
+//! nothing is cached between requests, so a token created or deleted through one replica is seen
+//! by all the others at once.
+//!
+//! What does not depend on the SQL dialect lives here and in `migrate`: the record columns, the
+//! stored-key check, the migration plan. Each backend keeps only its SQL and its driver.
 
+mod migrate;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::{DatabaseUrl, InvalidDatabaseUrl, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::jwks::PublishedKey;
+
+/// The columns of a [`TokenRecord`], in the order both backends read them.
+const RECORD_COLUMNS: &str = "id, namespace_id, function_id, description, created_at, expires_at, deleted_at";
+
+/// A published key from a stored row, refusing a key that is not 32 bytes.
+fn published_key(id: String, public_key: &[u8]) -> Result<PublishedKey, StoreError> {
+    match <[u8; 32]>::try_from(public_key) {
+        Ok(public_key) => Ok(PublishedKey { id, public_key }),
+        Err(_) => Err(StoreError::CorruptRow { id, reason: "public key is not 32 bytes" }),
+    }
+}
 
 /// A token to record, as minted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +124,28 @@ pub enum StoreError {
     /// The connection lock was poisoned by a panic elsewhere.
     #[error("store connection lock poisoned")]
     Poisoned,
+    /// Every PostgreSQL connection of the pool stayed busy for too long.
+    #[error("no free PostgreSQL connection within {0:?}")]
+    PoolTimeout(std::time::Duration),
     /// SQLite itself failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed or could not be reached.
+    #[error("postgres: {}", with_causes(.0))]
+    Postgres(#[from] ::postgres::Error),
+}
+
+/// An error and its causes on one line (the PostgreSQL driver keeps the useful part, such as
+/// "connection refused" or the server's message, in the causes).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// Persistent token metadata and public keys.

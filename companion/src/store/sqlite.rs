@@ -1,19 +1,27 @@
 //! SQLite backend: `DIR/tokengate.db`, WAL journal, `synchronous=FULL`, versioned migrations.
+//!
+//! With `synchronous=FULL` a create is on disk before its 201 is sent, so it survives even a
+//! SIGKILL or a power cut right after.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
-use super::{NewToken, StoreError, TokenFilter, TokenRecord, TokenStore};
+use super::migrate::{self, Migrations};
+use super::{published_key, NewToken, StoreError, TokenFilter, TokenRecord, TokenStore, RECORD_COLUMNS};
 use crate::jwks::{published_cutoff, PublishedKey};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "tokengate.db";
 
-/// Schema migrations, applied in order; version `n` is `MIGRATIONS[n - 1]`. Append only.
-const MIGRATIONS: &[&str] = &[r"
+/// How long a connection waits for another one (of this or another process) to let go.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations, applied in order; version `n` is `MIGRATIONS[n - 1]`. Append only, and
+/// keep in step with the PostgreSQL backend's.
+const MIGRATIONS: Migrations = &[r"
     CREATE TABLE tokens (
         id           TEXT    NOT NULL PRIMARY KEY,
         namespace_id TEXT    NOT NULL,
@@ -27,8 +35,6 @@ const MIGRATIONS: &[&str] = &[r"
     CREATE INDEX tokens_by_namespace ON tokens (namespace_id, created_at, id);
 "];
 
-const RECORD_COLUMNS: &str = "id, namespace_id, function_id, description, created_at, expires_at, deleted_at";
-
 /// A [`TokenStore`] on one SQLite connection.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -39,9 +45,8 @@ impl SqliteStore {
     pub fn open_in_dir(dir: &Path, now: i64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
         let mut connection = Connection::open(dir.join(DATABASE_FILE))?;
-        connection.busy_timeout(Duration::from_secs(5))?;
-        // journal_mode answers with the mode now in force, so it is read, not executed.
-        connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0))?;
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        enable_wal(&connection)?;
         Self::prepare(&mut connection, now)?;
         Ok(Self { connection: Mutex::new(connection) })
     }
@@ -59,6 +64,11 @@ impl SqliteStore {
         current_version(&connection)
     }
 
+    /// The newest schema version this build knows.
+    pub fn known_schema_version() -> i64 {
+        migrate::known_version(MIGRATIONS)
+    }
+
     fn prepare(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
@@ -70,29 +80,38 @@ impl SqliteStore {
     }
 }
 
-fn known_version() -> i64 {
-    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+/// Switches the database to WAL. Changing the journal mode needs the file to itself, and SQLite
+/// answers BUSY at once (without waiting) while another process opens it: retry, for a bounded time.
+fn enable_wal(connection: &Connection) -> Result<(), StoreError> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        // journal_mode answers with the mode now in force, so it is read, not executed.
+        match connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == ErrorCode::DatabaseBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 fn current_version(connection: &Connection) -> Result<i64, StoreError> {
     Ok(connection.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |row| row.get(0))?)
 }
 
-/// Applies the migrations the database has not seen, all in one transaction.
+/// Applies the migrations the database has not seen, all in one (write-locking) transaction.
 fn migrate(connection: &mut Connection, now: i64) -> Result<(), StoreError> {
-    let transaction = connection.transaction()?;
+    let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     transaction.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_version (
             version    INTEGER NOT NULL PRIMARY KEY,
             applied_at INTEGER NOT NULL
         )",
     )?;
-    let found = current_version(&transaction)?;
-    let known = known_version();
-    if found > known {
-        return Err(StoreError::NewerSchema { found, known });
-    }
-    for (version, sql) in (1..).zip(MIGRATIONS.iter()).skip_while(|(version, _)| *version <= found) {
+    for (version, sql) in migrate::pending(MIGRATIONS, current_version(&transaction)?)? {
         transaction.execute_batch(sql)?;
         transaction
             .execute("INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)", params![version, now])?;
@@ -174,117 +193,31 @@ impl TokenStore for SqliteStore {
         let rows = statement.query_map(params![namespace_id, published_cutoff(now)], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
         })?;
-        let mut keys = Vec::new();
-        for row in rows {
-            let (id, bytes) = row?;
-            let public_key = <[u8; 32]>::try_from(bytes.as_slice())
-                .map_err(|_| StoreError::CorruptRow { id: id.clone(), reason: "public key is not 32 bytes" })?;
-            keys.push(PublishedKey { id, public_key });
-        }
-        Ok(keys)
+        rows.map(|row| {
+            let (id, public_key) = row?;
+            published_key(id, &public_key)
+        })
+        .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! SQLite-only behaviour. The behaviour every store shares is tested on both backends by
+    //! `tests/service/store.rs`.
+
     use super::*;
-    use crate::jwks::is_published;
 
     const NOW: i64 = 1_796_317_200;
 
-    fn token(id: &str, namespace: &str, function: Option<&str>, created_at: i64) -> NewToken {
-        NewToken {
-            id: id.to_owned(),
-            namespace_id: namespace.to_owned(),
-            function_id: function.map(str::to_owned),
-            description: format!("token {id}"),
-            created_at,
-            expires_at: None,
-            public_key: [id.len() as u8; 32],
-        }
-    }
-
     fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("tokengate-store-{name}-{}", crate::token_id::generate().unwrap()));
-        dir
+        std::env::temp_dir().join(format!("tokengate-store-{name}-{}", crate::token_id::generate().unwrap()))
     }
 
     #[test]
-    fn create_get_list_delete() {
-        let store = SqliteStore::open_in_memory(NOW).unwrap();
-        store.create(&token("b", "shop", Some("cart"), NOW)).unwrap();
-        store.create(&token("a", "shop", None, NOW)).unwrap();
-        store.create(&token("c", "shop", Some("pay"), NOW - 5)).unwrap();
-        store.create(&token("d", "other", None, NOW)).unwrap();
-
-        let all = store.list(&TokenFilter { namespace_id: "shop".to_owned(), function_id: None }).unwrap();
-        let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["c", "a", "b"]);
-
-        let cart =
-            store.list(&TokenFilter { namespace_id: "shop".to_owned(), function_id: Some("cart".to_owned()) }).unwrap();
-        assert_eq!(cart.len(), 1);
-        assert_eq!(cart[0].function_id.as_deref(), Some("cart"));
-        assert_eq!(cart[0].description, "token b");
-
-        assert!(matches!(store.create(&token("a", "x", None, NOW)), Err(StoreError::DuplicateId(_))));
-
-        assert_eq!(store.get("zz").unwrap(), None);
-        assert!(store.delete("a", NOW + 1).unwrap());
-        assert!(!store.delete("a", NOW + 2).unwrap());
-        assert!(!store.delete("zz", NOW).unwrap());
-        assert_eq!(store.get("a").unwrap().unwrap().deleted_at, Some(NOW + 1));
-    }
-
-    #[test]
-    fn live_keys_follow_the_liveness_rule() {
-        let store = SqliteStore::open_in_memory(NOW).unwrap();
-        let cases: &[(&str, Option<i64>, bool)] = &[
-            ("never", None, false),
-            ("later", Some(NOW + 10), false),
-            ("grace", Some(NOW - 3599), false),
-            ("gone", Some(NOW - 3600), false),
-            ("deleted", None, true),
-        ];
-        for (index, (id, expires_at, deleted)) in cases.iter().enumerate() {
-            let mut new = token(id, "shop", None, NOW - 100 + index as i64);
-            new.expires_at = *expires_at;
-            store.create(&new).unwrap();
-            if *deleted {
-                store.delete(id, NOW - 1).unwrap();
-            }
-        }
-        for now in [NOW - 7200, NOW, NOW + 11, NOW + 7200] {
-            let live: Vec<String> =
-                store.live_keys_for_namespace("shop", now).unwrap().into_iter().map(|k| k.id).collect();
-            let expected: Vec<String> = cases
-                .iter()
-                .filter(|(id, expires_at, _)| {
-                    let deleted_at = store.get(id).unwrap().unwrap().deleted_at;
-                    is_published(*expires_at, deleted_at, now)
-                })
-                .map(|(id, _, _)| (*id).to_owned())
-                .collect();
-            assert_eq!(live, expected, "now = {now}");
-        }
-        assert_eq!(
-            store.live_keys_for_namespace("shop", NOW).unwrap().iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
-            ["never", "later", "grace"]
-        );
-        assert!(store.live_keys_for_namespace("nobody", NOW).unwrap().is_empty());
-    }
-
-    #[test]
-    fn file_database_survives_reopen_and_records_its_version() {
-        let dir = temp_dir("reopen").join("nested");
-        {
-            let store = SqliteStore::open_in_dir(&dir, NOW).unwrap();
-            assert_eq!(store.schema_version().unwrap(), known_version());
-            store.create(&token("kept", "shop", None, NOW)).unwrap();
-        }
-        let store = SqliteStore::open_in_dir(&dir, NOW + 5).unwrap();
-        assert_eq!(store.schema_version().unwrap(), known_version());
-        assert_eq!(store.get("kept").unwrap().unwrap().namespace_id, "shop");
+    fn file_database_uses_wal_and_full_sync() {
+        let dir = temp_dir("pragmas");
+        let store = SqliteStore::open_in_dir(&dir, NOW).unwrap();
         let connection = store.lock().unwrap();
         let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
         assert_eq!(mode, "wal");
@@ -292,17 +225,24 @@ mod tests {
         assert_eq!(sync, 2, "FULL");
         drop(connection);
         drop(store);
-        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn refuses_a_newer_schema() {
-        let dir = temp_dir("newer");
-        drop(SqliteStore::open_in_dir(&dir, NOW).unwrap());
-        let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
-        connection.execute("INSERT INTO schema_version VALUES (99, 0)", []).unwrap();
-        drop(connection);
-        assert!(matches!(SqliteStore::open_in_dir(&dir, NOW), Err(StoreError::NewerSchema { found: 99, .. })));
-        std::fs::remove_dir_all(dir).unwrap();
+    fn corrupt_keys_are_reported_not_published() {
+        let store = SqliteStore::open_in_memory(NOW).unwrap();
+        store
+            .lock()
+            .unwrap()
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO tokens (id, namespace_id, description, created_at, public_key)
+                 VALUES ('short', 'shop', 'd', 0, x'00');",
+            )
+            .unwrap();
+        assert!(matches!(
+            store.live_keys_for_namespace("shop", NOW),
+            Err(StoreError::CorruptRow { id, .. }) if id == "short"
+        ));
     }
 }

@@ -2,12 +2,13 @@
 
 use serde_json::{json, Value};
 
+use crate::backend::{on_each_backend, Backend};
 use crate::support::*;
 
-#[test]
-fn admin_api_lifecycle() {
-    let dir = TempDir::new("lifecycle");
-    let server = Server::start(&dir.0);
+on_each_backend!(admin_api_lifecycle);
+
+fn admin_api_lifecycle(backend: Backend) {
+    let server = Server::start(&backend);
     let url = &server.url;
 
     // No token, a wrong token, a wrong scheme: 401 with a JSON error, before any validation.

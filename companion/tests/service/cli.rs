@@ -2,12 +2,13 @@
 
 use std::process::Command;
 
+use crate::backend::{on_each_backend, Backend};
 use crate::support::*;
 
-#[test]
-fn cli_drives_the_admin_api() {
-    let dir = TempDir::new("cli");
-    let server = Server::start(&dir.0);
+on_each_backend!(cli_drives_the_admin_api);
+
+fn cli_drives_the_admin_api(backend: Backend) {
+    let server = Server::start(&backend);
     let url = server.url.as_str();
 
     let created = stdout_json(&cli(
@@ -122,6 +123,8 @@ fn help_describes_every_command() {
         (&["token", "create", "--help"][..], "--expires-in"),
         (&["token", "delete", "--help"][..], "--yes"),
         (&["serve", "--help"][..], "--admin-token-file"),
+        (&["serve", "--help"][..], "--database-url"),
+        (&["serve", "--help"][..], "without TLS"),
     ] {
         let mut command = Command::new(BIN);
         command.args(args);

@@ -1,7 +1,7 @@
 //! Shared fixtures: temp dirs, the server process, HTTP calls, bounded CLI runs, JWKS checks.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::backend::Backend;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tokengate");
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
@@ -44,17 +46,23 @@ pub struct Server {
 
 impl Server {
     /// Starts the service on a free port with the admin token from the environment.
-    pub fn start(data_dir: &Path) -> Self {
-        Self::start_with(data_dir, &[], Some(ADMIN_TOKEN))
+    pub fn start(backend: &Backend) -> Self {
+        Self::start_with(backend, &[], Some(ADMIN_TOKEN))
     }
 
-    pub fn start_with(data_dir: &Path, extra: &[&str], env_token: Option<&str>) -> Self {
+    pub fn start_with(backend: &Backend, extra: &[&str], env_token: Option<&str>) -> Self {
+        Self::spawn(backend, extra, env_token).wait_until_listening()
+    }
+
+    /// Starts the process without waiting for it to listen (see [`Server::wait_until_listening`]).
+    pub fn spawn(backend: &Backend, extra: &[&str], env_token: Option<&str>) -> Self {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(backend.serve_args())
             .args(extra)
             .env_remove("TOKENGATE_ADMIN_TOKEN")
+            .env_remove("TOKENGATE_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -72,20 +80,32 @@ impl Server {
                 }
             }
         });
+        Self { child: Some(child), url: String::new(), log }
+    }
+
+    /// Waits (bounded) for the "listening on" line and takes the URL from it.
+    pub fn wait_until_listening(mut self) -> Self {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        let mut server = Self { child: Some(child), url: String::new(), log };
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = server
-                .log
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no 'listening on' line within {STARTUP_TIMEOUT:?}"));
+            let Ok(line) = self.log.recv_timeout(left) else {
+                panic!("no 'listening on' line within {STARTUP_TIMEOUT:?}; the server said: {seen:#?}");
+            };
             if let Some(rest) = line.strip_prefix("tokengate: listening on ") {
-                server.url = rest.split_whitespace().next().unwrap().to_owned();
-                assert!(server.url.starts_with("http://127.0.0.1:"), "{line}");
-                return server;
+                self.url = rest.split_whitespace().next().unwrap().to_owned();
+                assert!(self.url.starts_with("http://127.0.0.1:"), "{line}");
+                return self;
             }
+            seen.push(line);
         }
+    }
+
+    /// SIGKILL: no shutdown, no flush, no goodbye.
+    pub fn kill(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap()
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit.
@@ -146,6 +166,17 @@ pub fn agent() -> ureq::Agent {
 
 /// One request; `auth` adds the admin bearer token, `body` is sent as JSON text.
 pub fn call(method: &str, url: &str, auth: Option<&str>, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
+    try_call(method, url, auth, headers, body).unwrap_or_else(|error| panic!("{method} {url}: {error}"))
+}
+
+/// [`call`], with transport failures (no answer at all) returned rather than panicking.
+pub fn try_call(
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer, ureq::Error> {
     let mut request = ureq::http::Request::builder().method(method).uri(url);
     if let Some(token) = auth {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -161,11 +192,11 @@ pub fn call(method: &str, url: &str, auth: Option<&str>, headers: &[(&str, &str)
         }
         None => agent.run(request.body(()).unwrap()),
     };
-    let mut response = response.unwrap();
+    let mut response = response?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    Answer { status, headers, body }
+    let body = response.body_mut().read_to_string()?;
+    Ok(Answer { status, headers, body })
 }
 
 pub fn admin(method: &str, server: &Server, path: &str, body: Option<Value>) -> Answer {
@@ -218,7 +249,10 @@ pub fn run_bounded(mut command: Command, input: Option<&str>) -> Output {
     let mut child = command.spawn().unwrap();
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         use std::io::Write;
-        stdin.write_all(text.as_bytes()).unwrap();
+        // A command that exits without reading its input (as it may) closes the pipe first.
+        if let Err(error) = stdin.write_all(text.as_bytes()) {
+            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
+        }
     }
     let pid = child.id();
     let (done, result) = mpsc::channel();

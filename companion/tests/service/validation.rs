@@ -2,12 +2,13 @@
 
 use serde_json::{json, Value};
 
+use crate::backend::{on_each_backend, Backend};
 use crate::support::*;
 
-#[test]
-fn validation_names_the_field() {
-    let dir = TempDir::new("validation");
-    let server = Server::start(&dir.0);
+on_each_backend!(validation_names_the_field);
+
+fn validation_names_the_field(backend: Backend) {
+    let server = Server::start(&backend);
     let cases: Vec<(Value, &str)> = vec![
         (json!({"namespace_id": "shop", "description": "d", "expires_at": "2000-01-01T00:00:00Z"}), "expires_at"),
         (json!({"namespace_id": "shop", "description": "d", "expires_at": "next week"}), "expires_at"),
