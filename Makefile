@@ -13,7 +13,7 @@ TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tok
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm cli envoy postgres demo test test-unit test-e2e lint fmt clean
+.PHONY: help build wasm cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -64,15 +64,41 @@ postgres: ## Install PostgreSQL if missing, run it on 127.0.0.1:5432, create rol
 demo: build envoy ## Run the demo: key service + function + Envoy with the filter, then curl (DEMO_ONCE=1 to exit)
 	./envoy/demo.sh
 
-test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy
+test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke
 	TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL) TOKENGATE_REQUIRE_POSTGRES=1 TOKENGATE_BIN=$(CLI) \
 	  $(CLI_ENV) cargo test --release --workspace --no-fail-fast
+	$(MAKE) fuzz-smoke
 
 test-unit: ## Only the native unit and integration tests (no Envoy needed)
 	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files
 
 test-e2e: build envoy ## Only the end-to-end tests on the real Envoy
 	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module
+
+# Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly
+# compiler flags; this project builds with the stable toolchain only, so the fuzz build (and
+# nothing else) sets RUSTC_BOOTSTRAP=1 to allow them.
+FUZZ_TARGETS := token jwks config gate
+FUZZ_SECONDS ?= 300
+FUZZ := cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz
+
+fuzz-setup:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@mkdir -p $(addprefix fuzz/corpus/,$(FUZZ_TARGETS))
+	@jq -r '.[].header_values[]' ../shared/cases/cases.json 2>/dev/null \
+	  | awk '{f=sprintf("fuzz/corpus/token/case%02d", NR); printf "%s", $$0 > f; close(f)}' || true
+	@cp ../shared/cases/jwks_*.json fuzz/corpus/jwks/ 2>/dev/null || true
+	@sed -n '/value: |/,/router/p' envoy/envoy.yaml | sed '1d;$$d' > fuzz/corpus/config/demo.json
+
+fuzz: fuzz-setup ## Fuzz every parser for FUZZ_SECONDS each (default 300); crashes land in fuzz/artifacts/
+	@mkdir -p target
+	@for t in $(FUZZ_TARGETS); do echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  ($(FUZZ) run -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384) > target/fuzz-$$t.log 2>&1 \
+	    || { tail -40 target/fuzz-$$t.log; echo "fuzz target $$t failed: see fuzz/artifacts/$$t/"; exit 1; }; \
+	  grep -E '^Done [0-9]+ runs' target/fuzz-$$t.log; done
+
+fuzz-smoke: ## A short bounded fuzz run of every parser (part of make test)
+	$(MAKE) fuzz FUZZ_SECONDS=15
 
 lint: ## clippy (native and wasm32) and rustfmt
 	cargo clippy --workspace --all-targets -- -D warnings

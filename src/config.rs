@@ -227,7 +227,8 @@ fn parse_remote(value: &Value) -> Result<RemoteJwks, ConfigError> {
 fn reject_unknown(object: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), ConfigError> {
     match object.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => {
-            Err(refuse(&format!("{prefix}{unknown}"), format!("unknown field (known: {})", known.join(", "))))
+            let name = json::printable(unknown, 64);
+            Err(refuse(&format!("{prefix}{name}"), format!("unknown field (known: {})", known.join(", "))))
         }
         None => Ok(()),
     }
@@ -293,7 +294,9 @@ mod tests {
 
     #[test]
     fn reserved_headers_include_underscore_and_case_variants() {
-        for name in ["x-tokengate-token-id", "X-TokenGate-Function-Id", "x_tokengate_token_id", "x-tokengate_x", "x-tokengate-"] {
+        for name in
+            ["x-tokengate-token-id", "X-TokenGate-Function-Id", "x_tokengate_token_id", "x-tokengate_x", "x-tokengate-"]
+        {
             assert!(is_reserved_header(name.as_bytes()), "{name}");
         }
         for name in ["x-tokengate", "x-auth-token", "xx-tokengate-id", "x-tokengatex-id", ""] {
@@ -333,6 +336,8 @@ mod tests {
             (r#"{"jwks":{"cluster":"c","path":"/p"},"jwks":{}}"#.into(), "(document)"),
             (format!(r#"{{{remote},"local_jwks":{{"keys":[]}}}}"#), "jwks"),
             (format!(r#"{{{remote},"unknown":1}}"#), "unknown"),
+            (format!(r#"{{{remote},"":1}}"#), ""),
+            (format!(r#"{{{remote},"a\nb":1}}"#), "a\\nb"),
             (r#"{"jwks":{"cluster":"c","path":"/p","extra":1}}"#.into(), "jwks.extra"),
             (r#"{"jwks":"c"}"#.into(), "jwks"),
             (r#"{"jwks":{"path":"/p"}}"#.into(), "jwks.cluster"),

@@ -13,6 +13,18 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     Ok(value)
 }
 
+/// A string from an untrusted document made safe for a log line or an error message: control
+/// and non-ASCII characters escaped (`\n`, `\u{202e}`), at most `max_chars` characters kept.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let escaped: String = text.chars().flat_map(char::escape_debug).take(max_chars + 1).collect();
+    if escaped.chars().count() > max_chars {
+        let kept: String = escaped.chars().take(max_chars).collect();
+        format!("{kept}...")
+    } else {
+        escaped
+    }
+}
+
 struct Strict(Value);
 
 impl<'de> Deserialize<'de> for Strict {
@@ -93,6 +105,15 @@ mod tests {
             let plain: Option<Value> = serde_json::from_str(doc).ok();
             assert_eq!(strict, plain, "{doc}");
         }
+    }
+
+    #[test]
+    fn printable_escapes_and_truncates() {
+        assert_eq!(printable("kid-1", 10), "kid-1");
+        assert_eq!(printable("a\nb", 10), "a\\nb");
+        assert_eq!(printable("\u{202e}x", 20), "\\u{202e}x");
+        assert_eq!(printable("abcdef", 3), "abc...");
+        assert_eq!(printable("", 3), "");
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, JwksError> {
                 continue;
             }
         };
-        let kid = object.get("kid").and_then(Value::as_str).map(|k| truncate(k, MAX_KID_BYTES));
+        let kid = object.get("kid").and_then(Value::as_str).map(|k| json::printable(k, 64));
         match parse_key(&object) {
             Ok(jwk) => parsed.keys.keys.push(jwk),
             Err(reason) => parsed.skipped.push(SkippedKey { index, kid, reason }),
@@ -171,7 +171,7 @@ fn parse_key(object: &Map<String, Value>) -> Result<Jwk, SkipReason> {
     };
     if let Some(usage) = string_member(object, "use")? {
         if usage != "sig" {
-            return Err(SkipReason::NotForSignatures(truncate(usage, 32)));
+            return Err(SkipReason::NotForSignatures(json::printable(usage, 32)));
         }
     }
     if let Some(ops) = object.get("key_ops") {
@@ -188,21 +188,23 @@ fn parse_key(object: &Map<String, Value>) -> Result<Jwk, SkipReason> {
     }
     let alg = match string_member(object, "alg")? {
         None => None,
-        Some(name) => Some(Alg::from_name(name).ok_or_else(|| SkipReason::UnsupportedAlgorithm(truncate(name, 32)))?),
+        Some(name) => {
+            Some(Alg::from_name(name).ok_or_else(|| SkipReason::UnsupportedAlgorithm(json::printable(name, 32)))?)
+        }
     };
     let key = match kty {
         "RSA" => PublicKey::rsa(&bytes_member(object, "n")?, &bytes_member(object, "e")?),
         "EC" => match string_member(object, "crv")?.ok_or(SkipReason::BadMember("crv"))? {
             "P-256" => PublicKey::p256(&bytes_member(object, "x")?, &bytes_member(object, "y")?),
             "P-384" => PublicKey::p384(&bytes_member(object, "x")?, &bytes_member(object, "y")?),
-            other => return Err(SkipReason::UnsupportedCurve(truncate(other, 32))),
+            other => return Err(SkipReason::UnsupportedCurve(json::printable(other, 32))),
         },
         "OKP" => match string_member(object, "crv")?.ok_or(SkipReason::BadMember("crv"))? {
             "Ed25519" => PublicKey::ed25519(&bytes_member(object, "x")?),
-            other => return Err(SkipReason::UnsupportedCurve(truncate(other, 32))),
+            other => return Err(SkipReason::UnsupportedCurve(json::printable(other, 32))),
         },
         "oct" => return Err(SkipReason::SecretMaterial),
-        other => return Err(SkipReason::UnsupportedKeyType(truncate(other, 32))),
+        other => return Err(SkipReason::UnsupportedKeyType(json::printable(other, 32))),
     }
     .map_err(SkipReason::BadKey)?;
     if let Some(alg) = alg {
@@ -224,14 +226,6 @@ fn string_member<'a>(object: &'a Map<String, Value>, name: &'static str) -> Resu
 fn bytes_member(object: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, SkipReason> {
     let text = string_member(object, name)?.ok_or(SkipReason::BadMember(name))?;
     b64::decode(text).map_err(|_| SkipReason::BadEncoding(name))
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.get(..end).unwrap_or_default().to_owned()
 }
 
 fn short(error: &serde_json::Error) -> String {
