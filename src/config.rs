@@ -42,6 +42,8 @@ pub struct RemoteJwks {
     pub authority: String,
     pub refresh_seconds: u64,
     pub timeout_ms: u64,
+    /// Deny everything once the last good key set is this old (`None`: keep it forever).
+    pub max_stale_seconds: Option<u64>,
 }
 
 impl RemoteJwks {
@@ -69,8 +71,13 @@ impl FilterConfig {
     pub fn summary(&self) -> String {
         let keys = match &self.keys {
             KeySource::Remote(r) => format!(
-                "jwks=cluster:{} path:{} authority:{} refresh:{}s timeout:{}ms",
-                r.cluster, r.path, r.authority, r.refresh_seconds, r.timeout_ms
+                "jwks=cluster:{} path:{} authority:{} refresh:{}s timeout:{}ms max_stale:{}",
+                r.cluster,
+                r.path,
+                r.authority,
+                r.refresh_seconds,
+                r.timeout_ms,
+                r.max_stale_seconds.map_or("none".to_owned(), |s| format!("{s}s"))
             ),
             KeySource::Local(set) => format!("local_jwks={} keys ({} skipped)", set.len(), self.local_keys_skipped),
         };
@@ -114,7 +121,7 @@ const TOP_FIELDS: [&str; 10] = [
     "forward_token",
     "comment",
 ];
-const JWKS_FIELDS: [&str; 5] = ["cluster", "path", "authority", "refresh_seconds", "timeout_ms"];
+const JWKS_FIELDS: [&str; 6] = ["cluster", "path", "authority", "refresh_seconds", "timeout_ms", "max_stale_seconds"];
 
 /// Parses and validates the plugin configuration.
 pub fn parse(bytes: &[u8]) -> Result<FilterConfig, ConfigError> {
@@ -221,7 +228,19 @@ fn parse_remote(value: &Value) -> Result<RemoteJwks, ConfigError> {
     let timeout_ms = optional_integer(jwks, "timeout_ms", 10..=60_000)
         .map_err(|e| refuse("jwks.timeout_ms", e.problem))?
         .unwrap_or(2000);
-    Ok(RemoteJwks { cluster: cluster.to_owned(), path: path.to_owned(), authority, refresh_seconds, timeout_ms })
+    let max_stale_seconds = optional_integer(jwks, "max_stale_seconds", 1..=31_536_000)
+        .map_err(|e| refuse("jwks.max_stale_seconds", e.problem))?;
+    if max_stale_seconds.is_some_and(|max| max <= refresh_seconds) {
+        return Err(refuse("jwks.max_stale_seconds", "must be longer than jwks.refresh_seconds"));
+    }
+    Ok(RemoteJwks {
+        cluster: cluster.to_owned(),
+        path: path.to_owned(),
+        authority,
+        refresh_seconds,
+        timeout_ms,
+        max_stale_seconds,
+    })
 }
 
 fn reject_unknown(object: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), ConfigError> {
@@ -351,6 +370,8 @@ mod tests {
             (r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":"60"}}"#.into(), "jwks.refresh_seconds"),
             (r#"{"jwks":{"cluster":"c","path":"/p","refresh_seconds":1.5}}"#.into(), "jwks.refresh_seconds"),
             (r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":-1}}"#.into(), "jwks.timeout_ms"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","max_stale_seconds":300}}"#.into(), "jwks.max_stale_seconds"),
+            (r#"{"jwks":{"cluster":"c","path":"/p","max_stale_seconds":0}}"#.into(), "jwks.max_stale_seconds"),
             (r#"{"jwks":{"cluster":"c","path":"/p","timeout_ms":600000}}"#.into(), "jwks.timeout_ms"),
             (r#"{"local_jwks":"{}"}"#.into(), "local_jwks"),
             (r#"{"local_jwks":{"keys":{}}}"#.into(), "local_jwks"),

@@ -65,7 +65,11 @@ impl Gate {
             KeySource::Local(keys) => KeyCache::local(keys.clone()),
             KeySource::Remote(remote) => KeyCache::remote(
                 &remote.source_id(),
-                FetchPolicy { refresh_ms: remote.refresh_seconds * 1000, timeout_ms: remote.timeout_ms },
+                FetchPolicy {
+                    refresh_ms: remote.refresh_seconds * 1000,
+                    timeout_ms: remote.timeout_ms,
+                    max_stale_ms: remote.max_stale_seconds.map(|s| s * 1000),
+                },
             ),
         };
         Gate { policy: config.policy.clone(), cache, paused: Vec::new() }
@@ -149,6 +153,9 @@ impl Gate {
                 _ => Outcome::Deny(Denial::KeysUnavailable),
             };
         };
+        if self.cache.is_stale(now_ms) {
+            return Outcome::Deny(Denial::KeysUnavailable);
+        }
         match verify::verify(&token, &keys, &self.policy, now_ms as f64 / 1000.0) {
             Ok(claims) => Outcome::Allow(claims),
             Err(Denial::UnknownKey) if may_wait && verify::names_unknown_kid(&token, &keys) => {
@@ -334,6 +341,25 @@ mod tests {
         assert!(gate.on_tick(&store, 2_000).fetch);
         let (_, resolved) = gate.on_fetch_done(&store, 2_010, Ok(&jwks(&[1, 2])));
         assert_eq!(resolved, vec![Resolved { context_id: 10, result: Err(Denial::UnknownKey) }]);
+    }
+
+    #[test]
+    fn stale_keys_are_refused_only_when_a_maximum_is_configured() {
+        let store = MemorySharedData::default();
+        let doc = br#"{"jwks":{"cluster":"keys","path":"/s","refresh_seconds":1,"max_stale_seconds":5}}"#;
+        let mut gate = Gate::new(&config::parse(doc).unwrap());
+        gate.start(&store);
+        assert!(gate.on_tick(&store, 0).fetch);
+        gate.on_fetch_done(&store, 10, Ok(&jwks(&[1])));
+        let t = token(1, "{}");
+        assert!(matches!(gate.on_request(&store, 1, &[&t], 4_000), Outcome::Allow(_)));
+        // Every refresh fails from here on.
+        for now in [1_010, 2_020, 4_030] {
+            if gate.on_tick(&store, now).fetch {
+                gate.on_fetch_done(&store, now + 5, Err("down".into()));
+            }
+        }
+        assert_eq!(gate.on_request(&store, 2, &[&t], 5_011), Outcome::Deny(Denial::KeysUnavailable));
     }
 
     #[test]

@@ -40,12 +40,14 @@ pub struct Meta {
     pub refetch_wanted: bool,
     /// Hash of the stored document, to tell a changed key set from a refreshed one.
     pub body_hash: u64,
+    /// When a fetch last succeeded (ms); 0 = never.
+    pub last_ok_ms: u64,
 }
 
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "{META_TAG} {} {} {} {} {} {} {} {} {}",
+            "{META_TAG} {} {} {} {} {} {} {} {} {} {}",
             self.version,
             self.started,
             self.completed,
@@ -54,7 +56,8 @@ impl Meta {
             self.next_due_ms,
             self.failures,
             u8::from(self.refetch_wanted),
-            self.body_hash
+            self.body_hash,
+            self.last_ok_ms
         )
     }
 
@@ -75,6 +78,7 @@ impl Meta {
             failures: next()?,
             refetch_wanted: next()? != 0,
             body_hash: next()?,
+            last_ok_ms: next()?,
         })
     }
 
@@ -88,6 +92,8 @@ impl Meta {
 pub struct FetchPolicy {
     pub refresh_ms: u64,
     pub timeout_ms: u64,
+    /// Stop trusting a key set this long after the last successful fetch (`None`: never).
+    pub max_stale_ms: Option<u64>,
 }
 
 /// What a finished fetch did.
@@ -141,7 +147,8 @@ impl KeyCache {
 
     /// A cache that holds a fixed key set and never fetches.
     pub fn local(keys: KeySet) -> KeyCache {
-        let mut cache = KeyCache::remote("local", FetchPolicy { refresh_ms: u64::MAX, timeout_ms: 0 });
+        let mut cache =
+            KeyCache::remote("local", FetchPolicy { refresh_ms: u64::MAX, timeout_ms: 0, max_stale_ms: None });
         cache.keys = Some(Rc::new(keys));
         cache.version = 1;
         cache.local = true;
@@ -205,9 +212,21 @@ impl KeyCache {
         self.initialized = true;
     }
 
+    /// True when the key set is older than the configured maximum staleness: every fetch since
+    /// the last good one has failed for that long, so the keys may include revoked tokens.
+    pub fn is_stale(&self, now_ms: u64) -> bool {
+        !self.local
+            && self
+                .policy
+                .max_stale_ms
+                .is_some_and(|max| self.seen.last_ok_ms > 0 && now_ms > self.seen.last_ok_ms.saturating_add(max))
+    }
+
     fn read_meta(&self, store: &dyn SharedData) -> Option<(Meta, Option<u32>)> {
         match store.get(&self.meta_key) {
-            Ok((Some(bytes), cas)) => Meta::decode(&bytes).map(|m| (m, cas)),
+            // A record this version cannot read (left by another plugin version in the same VM
+            // group) is treated as empty and replaced by the next compare-and-swap write.
+            Ok((Some(bytes), cas)) => Some((Meta::decode(&bytes).unwrap_or_default(), cas)),
             _ => None,
         }
     }
@@ -331,6 +350,7 @@ impl KeyCache {
                 failures: 0,
                 next_due_ms: now_ms + refresh_ms,
                 body_hash: hash,
+                last_ok_ms: now_ms,
                 ..meta
             }
         });
@@ -398,7 +418,7 @@ mod tests {
     use super::*;
     use crate::host::MemorySharedData;
 
-    const POLICY: FetchPolicy = FetchPolicy { refresh_ms: 300_000, timeout_ms: 2_000 };
+    const POLICY: FetchPolicy = FetchPolicy { refresh_ms: 300_000, timeout_ms: 2_000, max_stale_ms: None };
     const SET_A: &[u8] =
         br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"}]}"#;
     const SET_EMPTY: &[u8] = br#"{"keys":[]}"#;
@@ -416,6 +436,7 @@ mod tests {
     #[test]
     fn meta_round_trips() {
         let meta = Meta {
+            last_ok_ms: 11,
             version: 3,
             started: 9,
             completed: 8,
@@ -537,6 +558,35 @@ mod tests {
         assert!(w[0].claim_fetch(&store, 0));
         assert!(!w[1].claim_fetch(&store, POLICY.timeout_ms + 999));
         assert!(w[1].claim_fetch(&store, POLICY.timeout_ms + 1_000));
+    }
+
+    #[test]
+    fn an_unreadable_shared_record_is_replaced_not_a_dead_end() {
+        let store = MemorySharedData::default();
+        store.set("tokengate/c|a|/p/meta", b"tg0 from another version", None).unwrap();
+        let mut w = workers(1, &store);
+        assert!(w[0].claim_fetch(&store, 0));
+        w[0].finish_fetch(&store, 5, Ok(SET_A));
+        assert_eq!(w[0].keys().map(|k| k.len()), Some(1));
+    }
+
+    #[test]
+    fn keys_go_stale_only_when_configured_and_fetches_keep_failing() {
+        let store = MemorySharedData::default();
+        let policy = FetchPolicy { max_stale_ms: Some(60_000), ..POLICY };
+        let mut cache = KeyCache::remote("c|a|/p", policy);
+        cache.init(&store);
+        assert!(!cache.is_stale(1_000_000), "never fetched: nothing to be stale");
+        assert!(cache.claim_fetch(&store, 0));
+        cache.finish_fetch(&store, 10, Ok(SET_A));
+        assert!(!cache.is_stale(60_010));
+        assert!(cache.is_stale(60_011));
+        assert!(cache.claim_fetch(&store, 400_000));
+        cache.finish_fetch(&store, 400_001, Ok(SET_A));
+        assert!(!cache.is_stale(400_002), "a good fetch makes the keys fresh again");
+        let mut forever = workers(1, &store).pop().unwrap();
+        forever.sync(&store);
+        assert!(!forever.is_stale(u64::MAX));
     }
 
     #[test]

@@ -61,6 +61,28 @@ fn a_broken_refresh_keeps_the_last_good_keys() {
 }
 
 #[test]
+fn max_stale_seconds_bounds_how_long_old_keys_are_trusted() {
+    let keys = TestServer::start(false);
+    keys.route("/k", Reply::json(case_file("jwks_main.json")));
+    let function = TestServer::start(true);
+    let config = remote_config("/k", json!({"jwks": {"refresh_seconds": 1, "max_stale_seconds": 3}}));
+    let envoy = Envoy::single(config, keys.port, function.port, 2);
+    let token = case_token("pos-03-eddsa");
+    assert_eq!(call(envoy.port("l"), Some(&token)).status, 200);
+    keys.route("/k", Reply { status: 503, ..Reply::json("down") });
+    let stale = eventually(Duration::from_secs(8), || {
+        let r = call(envoy.port("l"), Some(&token));
+        (r.status == 403).then(|| r.reason())
+    });
+    assert_eq!(stale, Some(Some("keys_unavailable".to_owned())), "old keys trusted past max_stale_seconds");
+    keys.route("/k", Reply::json(case_file("jwks_main.json")));
+    let back =
+        eventually(Duration::from_secs(35), || (call(envoy.port("l"), Some(&token)).status == 200).then_some(()));
+    assert!(back.is_some(), "keys came back but requests are still refused");
+    envoy.assert_healthy();
+}
+
+#[test]
 fn no_key_service_means_keys_unavailable() {
     let function = TestServer::start(true);
     let config = remote_config("/k", json!({"jwks": {"timeout_ms": 300}}));
