@@ -4,6 +4,8 @@ VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 WASM := target/wasm32-wasip1/release/tokengate.wasm
+# The crate's version tags the filter's OCI image (`make oci`) and the Istio manifests use it.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CLI := target/release/tokengate
 # The key service needs no link-time optimisation; the filter (release profile) does.
 CLI_ENV := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_PANIC=unwind
@@ -13,7 +15,7 @@ TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tok
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke lint fmt clean
+.PHONY: help build wasm oci cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +26,9 @@ wasm: ## Build target/wasm32-wasip1/release/tokengate.wasm
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	cargo build --release --target wasm32-wasip1 -p tokengate --lib
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+oci: wasm ## Pack the filter as an OCI image for Istio's WasmPlugin into target/oci (tag: the crate version)
+	python3 tools/oci-image $(WASM) target/oci $(VERSION)
 
 cli: ## Build target/release/tokengate (key service + CLI)
 	$(CLI_ENV) cargo build --release -p tokengate-cli
@@ -70,10 +75,10 @@ test: build envoy postgres ## Run all tests: unit, key service (SQLite and Postg
 	$(MAKE) fuzz-smoke
 
 test-unit: ## Only the native unit and integration tests (no Envoy needed)
-	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files
+	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files --test istio
 
 test-e2e: build envoy ## Only the end-to-end tests on the real Envoy
-	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module
+	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module --test oci
 
 # Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly
 # compiler flags; this project builds with the stable toolchain only, so the fuzz build (and
