@@ -30,6 +30,7 @@ fn the_demo_plugin_configuration_is_valid() {
     assert!(yaml.contains(&format!("- name: {}", remote.cluster)), "cluster {} is defined", remote.cluster);
     assert!(yaml.contains("filename: target/wasm32-wasip1/release/tokengate.wasm"));
     assert!(yaml.contains("envoy.wasm.runtime.v8"));
+    assert!(yaml.contains(r"regex: '^wasmcustom\.tokengate\.denied(\.(\w+))$'"), "the reason label of the metrics");
 }
 
 #[test]

@@ -285,6 +285,9 @@ pub fn call(port: u16, token: Option<&str>) -> Response {
 
 static NEXT_BASE_ID: AtomicU32 = AtomicU32::new(0);
 
+/// The stats tag that envoy/envoy.yaml (and README) give the denial counters.
+pub const PROMETHEUS_REASON_TAG: &str = r"^wasmcustom\.tokengate\.denied(\.(\w+))$";
+
 /// One listener of the test Envoy: a tokengate instance with this plugin configuration,
 /// in front of the `function` cluster.
 pub struct ListenerSpec {
@@ -321,6 +324,7 @@ impl Envoy {
             listeners.iter().map(|spec| listener(&spec.name, &spec.plugin_config, &wasm)).collect();
         let config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "stats_config": {"stats_tags": [{"tag_name": "reason", "regex": PROMETHEUS_REASON_TAG}]},
             "static_resources": {
                 "listeners": listener_json,
                 "clusters": [cluster("keys", keys_port), cluster("function", function_port)],
@@ -395,6 +399,11 @@ impl Envoy {
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Envoy's Prometheus exposition.
+    pub fn prometheus(&self) -> String {
+        get(self.admin_port, "/stats/prometheus", &[]).body
     }
 
     /// Fails if the log shows a panic, a trap or a failed VM.

@@ -86,7 +86,15 @@ fn credentials_in_the_request() {
     assert_eq!(function.seen().pop().unwrap().header("x-function-token").as_deref(), Some(token.as_str()));
     assert_eq!(get(envoy.port("forward"), "/", &[("x-auth-token", t)]).status, 403);
 
-    // Denials are counted by reason.
+    // Denials are counted by reason, and Prometheus gets the reason as a label.
+    let prometheus = envoy.prometheus();
+    let value = |line_start: &str| -> Option<u64> {
+        prometheus.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert!(value("tokengate_denied{reason=\"multiple_tokens\"}").is_some_and(|v| v >= 1), "{prometheus}");
+    assert!(value("tokengate_denied{reason=\"missing_token\"}").is_some_and(|v| v >= 1));
+    assert!(value("tokengate_allowed{}").is_some_and(|v| v >= 3));
+    assert!(prometheus.contains("# TYPE tokengate_denied counter"));
     assert!(envoy.counter("wasmcustom.tokengate.denied.multiple_tokens") >= 1);
     assert!(envoy.counter("wasmcustom.tokengate.allowed") >= 3);
     envoy.assert_healthy();
