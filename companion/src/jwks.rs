@@ -6,6 +6,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -33,11 +34,11 @@ pub struct PublishedKey {
     pub public_key: [u8; 32],
 }
 
-/// A rendered JWKS document and its strong ETag.
+/// A rendered JWKS document and its strong ETag; cheap to clone (the body is shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksDocument {
     /// `{"keys":[...]}` as sent.
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Quoted strong ETag derived from the body, e.g. `"3a7bd3e2..."`.
     pub etag: String,
 }
@@ -75,7 +76,7 @@ pub fn render(keys: &[PublishedKey]) -> Result<JwksDocument, serde_json::Error> 
     };
     let body = serde_json::to_vec(&document)?;
     let etag = etag_of(&body);
-    Ok(JwksDocument { body, etag })
+    Ok(JwksDocument { body: Bytes::from(body), etag })
 }
 
 fn etag_of(body: &[u8]) -> String {
@@ -135,13 +136,13 @@ mod tests {
             r#""x":"-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s"}"#,
             r#"]}"#
         );
-        assert_eq!(String::from_utf8(document.body).unwrap(), expected);
+        assert_eq!(String::from_utf8(document.body.to_vec()).unwrap(), expected);
     }
 
     #[test]
     fn empty_set_and_etags() {
         let empty = render(&[]).unwrap();
-        assert_eq!(empty.body, br#"{"keys":[]}"#);
+        assert_eq!(&empty.body[..], br#"{"keys":[]}"#);
         assert_eq!(empty.etag.len(), 66);
         assert!(empty.etag.starts_with('"') && empty.etag.ends_with('"'));
         assert_eq!(render(&[]).unwrap().etag, empty.etag);

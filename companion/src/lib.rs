@@ -5,7 +5,8 @@
 //! `kid` = token id. Deleting a token removes its key from the JWKS: that is revocation.
 //!
 //! Layers, inward: `cli` (command line, admin API client) and `server` (HTTP) call `service`,
-//! which mints with `jwt`, renders with `jwks` and persists through `store`.
+//! which mints with `jwt`, renders with `jwks` (kept briefly by `jwks_cache`) and persists
+//! through `store`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod jwks;
+pub mod jwks_cache;
 pub mod jwt;
 pub mod rfc3339;
 pub mod server;

@@ -20,6 +20,7 @@ use crate::api::CreateTokenRequest;
 use crate::clock::unix_now;
 use crate::rfc3339;
 use crate::server::{self, AdminToken, ServerConfig, StoreConfig};
+use crate::service::{DEFAULT_MAX_KEYS_PER_NAMESPACE, MAX_KEYS_PER_NAMESPACE_CEILING};
 
 /// Service URL used when neither `--url` nor `TOKENGATE_URL` is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8081";
@@ -73,7 +74,10 @@ pub enum Command {
 #[command(after_help = "Give exactly one store: --data-dir (SQLite, the default choice for a single \
                         service) or --database-url (PostgreSQL, for several replicas sharing one \
                         database). The PostgreSQL connection is not encrypted (no TLS): keep the \
-                        database on localhost or a trusted network.")]
+                        database on localhost or a trusted network.\n\n\
+                        Each replica keeps a namespace's JWKS in memory for at most 1 s: a token \
+                        created or deleted through another replica shows in this one's JWKS within \
+                        that second (at once for its own creates and deletes).")]
 pub struct ServeArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8081")]
@@ -91,6 +95,16 @@ pub struct ServeArgs {
     /// File holding the admin API token (default: TOKENGATE_ADMIN_TOKEN); at least 16 characters
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
+    /// Most keys a namespace may publish (live tokens, and expired ones for an hour); token
+    /// create answers 409 namespace_full beyond it. At most 25000, which keeps the key set
+    /// within what the Envoy filter accepts (4 MiB)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_KEYS_PER_NAMESPACE,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_KEYS_PER_NAMESPACE_CEILING))
+    )]
+    pub max_keys_per_namespace: u32,
 }
 
 /// `tokengate token ...`.
@@ -173,7 +187,13 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
     let admin_token = AdminToken::load(args.admin_token_file.as_deref(), env_token)?;
     server::config::check_issuer(&args.issuer)?;
     let store = StoreConfig::choose(args.data_dir, args.database_url.as_deref())?;
-    server::serve(ServerConfig { listen: args.listen, store, issuer: args.issuer, admin_token })?;
+    server::serve(ServerConfig {
+        listen: args.listen,
+        store,
+        issuer: args.issuer,
+        admin_token,
+        max_keys_per_namespace: args.max_keys_per_namespace,
+    })?;
     Ok(())
 }
 

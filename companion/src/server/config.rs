@@ -23,6 +23,8 @@ pub struct ServerConfig {
     pub issuer: String,
     /// Bearer token of the admin API.
     pub admin_token: AdminToken,
+    /// Most keys a namespace may publish (live tokens and those in their grace hour).
+    pub max_keys_per_namespace: u32,
 }
 
 /// Where `tokengate serve` keeps tokens.

@@ -1,11 +1,13 @@
 //! `tokengate serve`: the key service. Opens the store, binds, serves the API until SIGINT or
-//! SIGTERM, then drains in-flight requests and exits.
+//! SIGTERM, then drains in-flight requests and exits. What it takes on at once is bounded
+//! (`limits`).
 
 mod access_log;
 mod auth;
 pub mod body;
 pub mod config;
 mod error;
+pub mod limits;
 pub mod routes;
 
 use std::net::SocketAddr;
@@ -51,18 +53,23 @@ pub fn open_store(config: &StoreConfig, now: i64) -> Result<Arc<dyn TokenStore>,
 /// Runs the key service until SIGINT or SIGTERM.
 pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let store = open_store(&config.store, unix_now())?;
-    let service = TokenService::new(Arc::clone(&store), &config.issuer, unix_now);
+    let service = TokenService::new(Arc::clone(&store), &config.issuer, unix_now)
+        .with_max_keys_per_namespace(config.max_keys_per_namespace);
     let state = AppState { service, admin_token: Arc::new(config.admin_token) };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(limits::BLOCKING_THREADS)
+        .enable_all()
+        .build()?;
     let served = runtime.block_on(async {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         eprintln!(
-            "tokengate: listening on http://{} (store {}, issuer {})",
+            "tokengate: listening on http://{} (store {}, issuer {}, at most {} keys per namespace)",
             listener.local_addr()?,
             config.store,
-            config.issuer
+            config.issuer,
+            config.max_keys_per_namespace
         );
         axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("tokengate: stopped");

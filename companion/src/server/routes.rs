@@ -1,5 +1,6 @@
 //! The HTTP API: the public JWKS route and the admin token routes, as thin handlers over
-//! [`TokenService`].
+//! [`TokenService`], each class of route with its own budget of requests in flight (see
+//! [`super::limits`]).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::auth::require_admin;
 use super::body::{parse_create, BODY_LIMIT_BYTES};
 use super::config::AdminToken;
 use super::error::ApiError;
+use super::limits::{request_budget, time_limit, ADMIN_REQUESTS, PUBLIC_REQUESTS};
 use crate::api::{CreatedToken, TokenList, TokenMetadata};
 use crate::jwks::if_none_match_hits;
 use crate::service::TokenService;
@@ -36,18 +38,25 @@ pub struct AppState {
     pub admin_token: Arc<AdminToken>,
 }
 
-/// The whole API: routes, admin authentication, body limit, access log.
+/// The whole API: routes, their request budgets, admin authentication, body limit, time limit,
+/// access log.
 pub fn router(state: AppState) -> Router {
+    let public = Router::new()
+        .route("/v1/namespaces/{namespace}/jwks.json", get(namespace_jwks))
+        .route_layer(request_budget(PUBLIC_REQUESTS));
+    // Authentication wraps the budget: unauthenticated calls are refused without taking a turn.
     let admin = Router::new()
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", get(show_token).delete(delete_token))
+        .route_layer(request_budget(ADMIN_REQUESTS))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(middleware::map_response(no_store));
     Router::new()
-        .route("/v1/namespaces/{namespace}/jwks.json", get(namespace_jwks))
+        .merge(public)
         .merge(admin)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(middleware::from_fn(time_limit))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -58,7 +67,8 @@ async fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// `GET /v1/namespaces/{namespace}/jwks.json`: the published keys, with ETag revalidation.
+/// `GET /v1/namespaces/{namespace}/jwks.json`: the published keys, with ETag revalidation;
+/// from the service's cache (at most a second old), so a flood of these costs no store work.
 async fn namespace_jwks(
     State(state): State<AppState>,
     namespace: Result<Path<String>, PathRejection>,

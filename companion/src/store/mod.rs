@@ -3,8 +3,12 @@
 //!
 //! The trait is blocking: the server calls it from `tokio::task::spawn_blocking`. Stores hold
 //! only public keys and metadata, never a token or a private key. Every call reads the database:
-//! nothing is cached between requests, so a token created or deleted through one replica is seen
-//! by all the others at once.
+//! nothing is cached here (the service keeps its short JWKS cache above this layer, see
+//! [`crate::jwks_cache`]).
+//!
+//! A namespace publishes at most a configured number of keys: [`TokenStore::create`] counts them
+//! and inserts under a lock per namespace (SQLite's write lock; a PostgreSQL advisory lock), so
+//! concurrent creates, from this process or from other replicas, cannot overshoot.
 //!
 //! What does not depend on the SQL dialect lives here and in `migrate`: the record columns, the
 //! stored-key check, the migration plan. Each backend keeps only its SQL and its driver.
@@ -148,16 +152,29 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What [`TokenStore::create`] did.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The token is recorded.
+    Created,
+    /// Nothing was recorded: the namespace already publishes the most keys allowed.
+    NamespaceFull,
+}
+
 /// Persistent token metadata and public keys.
 pub trait TokenStore: Send + Sync {
-    /// Records a new token.
-    fn create(&self, token: &NewToken) -> Result<(), StoreError>;
+    /// Records a new token, unless its namespace already publishes `max_published` keys at
+    /// `token.created_at` (see [`crate::jwks::is_published`]). The count and the insert happen
+    /// in one transaction under a lock per namespace.
+    fn create(&self, token: &NewToken, max_published: u32) -> Result<CreateOutcome, StoreError>;
     /// Lists a namespace's tokens (deleted ones included), ordered by `created_at`, `id`.
     fn list(&self, filter: &TokenFilter) -> Result<Vec<TokenRecord>, StoreError>;
     /// One token by id, deleted or not.
     fn get(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
-    /// Marks a token deleted at `now`; `false` if it is unknown or already deleted.
-    fn delete(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Marks a token deleted at `now` and returns its namespace; `None` if the token is unknown
+    /// or already deleted.
+    fn delete(&self, id: &str, now: i64) -> Result<Option<String>, StoreError>;
     /// The keys to publish for a namespace at `now` (see [`crate::jwks::is_published`]),
     /// ordered by `created_at`, `id`.
     fn live_keys_for_namespace(&self, namespace_id: &str, now: i64) -> Result<Vec<PublishedKey>, StoreError>;

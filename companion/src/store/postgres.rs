@@ -8,7 +8,11 @@
 //!   idempotently: a create or delete that did commit before the connection died is recognised.
 //! - **Migrations** run in one transaction under `pg_advisory_xact_lock`, so replicas starting
 //!   together apply each migration exactly once, one after the other.
-//! - **No cache**: every call reads the table, so all replicas see a create or delete at once.
+//! - **Key cap under a lock**: a create counts the namespace's published keys and inserts in one
+//!   transaction holding `pg_advisory_xact_lock(NAMESPACE_LOCK_CLASS, hashtext(namespace))`, so
+//!   creates racing on several replicas cannot push a namespace past its cap.
+//! - **No cache**: every call reads the table. (The service above caches each namespace's JWKS
+//!   for at most a second; see [`crate::jwks_cache`].)
 
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -19,7 +23,10 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, GenericClient, NoTls, Row};
 
 use super::migrate::{self, Migrations};
-use super::{published_key, with_causes, NewToken, StoreError, TokenFilter, TokenRecord, TokenStore, RECORD_COLUMNS};
+use super::{
+    published_key, with_causes, CreateOutcome, NewToken, StoreError, TokenFilter, TokenRecord, TokenStore,
+    RECORD_COLUMNS,
+};
 use crate::jwks::{published_cutoff, PublishedKey};
 
 /// Longest wait for a free connection when all [`PostgresStore::POOL_SIZE`] are busy.
@@ -37,6 +44,14 @@ const MIGRATION_LOCK: i64 = 0x746f_6b65_6e67_6174;
 
 /// Longest wait for the migration lock (and the tables) while another replica migrates.
 const MIGRATION_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// First key of the per-namespace advisory locks ("tokg" in ASCII); the second is
+/// `hashtext(namespace_id)`. Two-key advisory locks never collide with the single-key
+/// [`MIGRATION_LOCK`]; two namespaces with the same hash merely take turns.
+const NAMESPACE_LOCK_CLASS: i32 = 0x746f_6b67;
+
+/// Longest wait for a namespace's lock while other creates in that namespace hold it.
+const NAMESPACE_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations, applied in order; version `n` is `MIGRATIONS[n - 1]`. Append only, and
 /// keep in step with the SQLite backend's. `COLLATE "C"` orders ids byte by byte, as SQLite does.
@@ -323,7 +338,31 @@ fn record_from_row(row: &Row) -> Result<TokenRecord, StoreError> {
     })
 }
 
-fn insert(client: &mut Client, token: &NewToken) -> Result<(), StoreError> {
+/// Counts the namespace's published keys (but `token`'s own, recorded already if this is the
+/// retry of a create that committed) and inserts `token` if there is room, all under the
+/// namespace's lock.
+fn insert_within_cap(client: &mut Client, token: &NewToken, max_published: u32) -> Result<CreateOutcome, StoreError> {
+    let mut transaction = client.transaction()?;
+    transaction.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", NAMESPACE_LOCK_TIMEOUT.as_millis()))?;
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&NAMESPACE_LOCK_CLASS, &token.namespace_id])?;
+    let published: i64 = transaction
+        .query_one(
+            "SELECT COUNT(*) FROM tokens
+             WHERE namespace_id = $1 AND id <> $2 AND deleted_at IS NULL
+               AND (expires_at IS NULL OR expires_at > $3)",
+            &[&token.namespace_id, &token.id, &published_cutoff(token.created_at)],
+        )?
+        .try_get(0)?;
+    if published >= i64::from(max_published) {
+        return Ok(CreateOutcome::NamespaceFull);
+    }
+    insert(&mut transaction, token)?;
+    transaction.commit()?;
+    Ok(CreateOutcome::Created)
+}
+
+fn insert(client: &mut impl GenericClient, token: &NewToken) -> Result<(), StoreError> {
     let inserted = client.execute(
         "INSERT INTO tokens
             (id, namespace_id, function_id, description, created_at, expires_at, public_key)
@@ -348,13 +387,13 @@ fn insert(client: &mut Client, token: &NewToken) -> Result<(), StoreError> {
 }
 
 impl TokenStore for PostgresStore {
-    fn create(&self, token: &NewToken) -> Result<(), StoreError> {
-        self.run(|client, attempt| match insert(client, token) {
+    fn create(&self, token: &NewToken, max_published: u32) -> Result<CreateOutcome, StoreError> {
+        self.run(|client, attempt| match insert_within_cap(client, token, max_published) {
             // The first run committed before its connection died: the row holds our fresh key.
             Err(StoreError::DuplicateId(_)) if attempt == Attempt::Retry => {
                 let stored = client.query_opt("SELECT public_key FROM tokens WHERE id = $1", &[&token.id])?;
                 match stored.map(|row| row.try_get::<_, Vec<u8>>(0)).transpose()? {
-                    Some(key) if key == token.public_key => Ok(()),
+                    Some(key) if key == token.public_key => Ok(CreateOutcome::Created),
                     _ => Err(StoreError::DuplicateId(token.id.clone())),
                 }
             }
@@ -378,17 +417,25 @@ impl TokenStore for PostgresStore {
         self.run(|client, _| client.query_opt(&sql, &[&id])?.as_ref().map(record_from_row).transpose())
     }
 
-    fn delete(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    fn delete(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
         self.run(|client, attempt| {
-            let changed = client
-                .execute("UPDATE tokens SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL", &[&id, &now])?;
-            if changed == 0 && attempt == Attempt::Retry {
-                // The first run may have committed before its connection died.
-                let row = client.query_opt("SELECT deleted_at FROM tokens WHERE id = $1", &[&id])?;
-                let deleted_at = row.map(|row| row.try_get::<_, Option<i64>>(0)).transpose()?.flatten();
-                return Ok(deleted_at == Some(now));
+            let deleted = client.query_opt(
+                "UPDATE tokens SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING namespace_id",
+                &[&id, &now],
+            )?;
+            if let Some(row) = deleted {
+                return Ok(Some(row.try_get(0)?));
             }
-            Ok(changed == 1)
+            if attempt == Attempt::Retry {
+                // The first run may have committed before its connection died.
+                let row = client.query_opt("SELECT namespace_id, deleted_at FROM tokens WHERE id = $1", &[&id])?;
+                if let Some(row) = row {
+                    if row.try_get::<_, Option<i64>>(1)? == Some(now) {
+                        return Ok(Some(row.try_get(0)?));
+                    }
+                }
+            }
+            Ok(None)
         })
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
 use super::migrate::{self, Migrations};
-use super::{published_key, NewToken, StoreError, TokenFilter, TokenRecord, TokenStore, RECORD_COLUMNS};
+use super::{published_key, CreateOutcome, NewToken, StoreError, TokenFilter, TokenRecord, TokenStore, RECORD_COLUMNS};
 use crate::jwks::{published_cutoff, PublishedKey};
 
 /// File name of the database inside the data directory.
@@ -133,9 +133,22 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
 }
 
 impl TokenStore for SqliteStore {
-    fn create(&self, token: &NewToken) -> Result<(), StoreError> {
-        let connection = self.lock()?;
-        let inserted = connection.execute(
+    fn create(&self, token: &NewToken, max_published: u32) -> Result<CreateOutcome, StoreError> {
+        let mut connection = self.lock()?;
+        // IMMEDIATE takes the database's write lock before the count, so no other writer (of this
+        // or another process) can slip a key in between the count and the insert.
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let published: i64 = transaction.query_row(
+            "SELECT COUNT(*) FROM tokens
+             WHERE namespace_id = ?1 AND deleted_at IS NULL
+               AND (expires_at IS NULL OR expires_at > ?2)",
+            params![token.namespace_id, published_cutoff(token.created_at)],
+            |row| row.get(0),
+        )?;
+        if published >= i64::from(max_published) {
+            return Ok(CreateOutcome::NamespaceFull);
+        }
+        let inserted = transaction.execute(
             "INSERT INTO tokens
                 (id, namespace_id, function_id, description, created_at, expires_at, public_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -150,7 +163,10 @@ impl TokenStore for SqliteStore {
             ],
         );
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                transaction.commit()?;
+                Ok(CreateOutcome::Created)
+            }
             Err(rusqlite::Error::SqliteFailure(failure, _)) if failure.code == ErrorCode::ConstraintViolation => {
                 Err(StoreError::DuplicateId(token.id.clone()))
             }
@@ -175,11 +191,12 @@ impl TokenStore for SqliteStore {
         Ok(statement.query_row(params![id], record_from_row).optional()?)
     }
 
-    fn delete(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    fn delete(&self, id: &str, now: i64) -> Result<Option<String>, StoreError> {
         let connection = self.lock()?;
-        let changed = connection
-            .execute("UPDATE tokens SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])?;
-        Ok(changed == 1)
+        let mut statement = connection.prepare_cached(
+            "UPDATE tokens SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL RETURNING namespace_id",
+        )?;
+        Ok(statement.query_row(params![id, now], |row| row.get(0)).optional()?)
     }
 
     fn live_keys_for_namespace(&self, namespace_id: &str, now: i64) -> Result<Vec<PublishedKey>, StoreError> {

@@ -11,6 +11,7 @@
 mod admin_api;
 mod backend;
 mod cli;
+mod limits;
 mod replicas;
 mod startup;
 mod store;

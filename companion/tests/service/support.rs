@@ -101,6 +101,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
     /// SIGKILL: no shutdown, no flush, no goodbye.
     pub fn kill(mut self) -> ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -177,6 +182,18 @@ pub fn try_call(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Result<Answer, ureq::Error> {
+    call_with(&agent(), method, url, auth, headers, body)
+}
+
+/// One request through `agent`, which may reuse a kept-alive connection.
+pub fn call_with(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    auth: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<Answer, ureq::Error> {
     let mut request = ureq::http::Request::builder().method(method).uri(url);
     if let Some(token) = auth {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -184,7 +201,6 @@ pub fn try_call(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let agent = agent();
     let response = match body {
         Some(body) => {
             let request = request.header("Content-Type", "application/json");
