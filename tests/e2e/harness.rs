@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -46,10 +46,6 @@ pub fn case_token(id: &str) -> String {
     let cases: Value = serde_json::from_slice(&case_file("cases.json")).unwrap();
     let case = cases.as_array().unwrap().iter().find(|c| c["id"] == id).unwrap_or_else(|| panic!("no case {id}"));
     case["header_values"][0].as_str().unwrap().to_owned()
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
@@ -512,6 +508,29 @@ impl KeyService {
         );
         assert_eq!(response.status, 201, "create token: {}", response.body);
         let created: Value = serde_json::from_str(&response.body).unwrap();
+        (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned())
+    }
+
+    /// Creates a token with the CLI (`token create --expires-in`); returns (id, token).
+    pub fn create_with_cli(&self, namespace: &str, function: &str, expires_in: &str) -> (String, String) {
+        let output = Command::new(tokengate_bin())
+            .args(["--url", &format!("http://127.0.0.1:{}", self.port), "--output", "json", "token", "create"])
+            .args([
+                "--namespace",
+                namespace,
+                "--function",
+                function,
+                "--description",
+                "e2e",
+                "--expires-in",
+                expires_in,
+            ])
+            .env("TOKENGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tokengate token create");
+        assert!(output.status.success(), "token create: {}", String::from_utf8_lossy(&output.stderr));
+        let created: Value = serde_json::from_slice(&output.stdout).unwrap();
         (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned())
     }
 
