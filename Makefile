@@ -69,10 +69,11 @@ postgres: ## Install PostgreSQL if missing, run it on 127.0.0.1:5432, create rol
 demo: build envoy ## Run the demo: key service + function + Envoy with the filter, then curl (DEMO_ONCE=1 to exit)
 	./envoy/demo.sh
 
-test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke
+test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke, lint
 	TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL) TOKENGATE_REQUIRE_POSTGRES=1 TOKENGATE_BIN=$(CLI) \
 	  $(CLI_ENV) cargo test --release --workspace --no-fail-fast
 	$(MAKE) fuzz-smoke
+	$(MAKE) lint
 
 test-unit: ## Only the native unit and integration tests (no Envoy needed)
 	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files --test istio

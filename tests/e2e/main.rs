@@ -9,6 +9,7 @@
 mod harness;
 
 mod cases;
+mod classes;
 mod demo;
 mod keys;
 mod lifecycle;
