@@ -6,7 +6,7 @@
 //!
 //! Layers, inward: `cli` (command line, admin API client) and `server` (HTTP) call `service`,
 //! which mints with `jwt`, renders with `jwks` (kept briefly by `jwks_cache`) and persists
-//! through `store`.
+//! through `store`. `metrics` holds the counters both `server` and `service` add to.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -16,6 +16,7 @@ pub mod clock;
 pub mod jwks;
 pub mod jwks_cache;
 pub mod jwt;
+pub mod metrics;
 pub mod rfc3339;
 pub mod server;
 pub mod service;

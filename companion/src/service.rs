@@ -16,7 +16,11 @@
 //! A namespace publishes at most [`TokenService::max_keys_per_namespace`] keys (default
 //! [`DEFAULT_MAX_KEYS_PER_NAMESPACE`]): live tokens plus tokens expired less than
 //! [`crate::jwks::EXPIRY_GRACE_SECS`] ago. The Envoy filter refuses a larger key set outright.
+//!
+//! The service counts, in its [`Metrics`], the tokens it creates and deletes, the creates it
+//! refuses because the namespace is full, and whether each JWKS lookup read the store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -26,6 +30,7 @@ use crate::clock::Clock;
 use crate::jwks::{self, JwksDocument};
 use crate::jwks_cache::{JwksCache, PublishingNamespaces};
 use crate::jwt::{self, MintError, TokenClaims};
+use crate::metrics::{Counter, Metrics};
 use crate::store::{CreateOutcome, NewToken, StoreError, TokenFilter, TokenStore};
 use crate::token_id;
 
@@ -155,7 +160,8 @@ struct Turn {
     _place: Option<OwnedSemaphorePermit>,
 }
 
-/// Token operations over a [`TokenStore`]. Clones share the store, the cache and the budgets.
+/// Token operations over a [`TokenStore`]. Clones share the store, the cache, the budgets and
+/// the metrics.
 #[derive(Clone)]
 pub struct TokenService {
     store: Arc<dyn TokenStore>,
@@ -165,6 +171,7 @@ pub struct TokenService {
     jwks_cache: Arc<JwksCache<ServiceError>>,
     publishing: Arc<PublishingNamespaces>,
     budgets: Arc<Budgets>,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenService {
@@ -178,6 +185,7 @@ impl TokenService {
             jwks_cache: Arc::new(JwksCache::default()),
             publishing: Arc::new(PublishingNamespaces::default()),
             budgets: Arc::new(Budgets::new()),
+            metrics: Arc::new(Metrics::default()),
         }
     }
 
@@ -190,6 +198,11 @@ impl TokenService {
     /// The most keys a namespace may publish.
     pub fn max_keys_per_namespace(&self) -> u32 {
         self.max_keys_per_namespace
+    }
+
+    /// The process's metrics: what this service counts, and what the server adds.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The current time in unix seconds, from the service's clock.
@@ -243,9 +256,13 @@ impl TokenService {
             CreateOutcome::Created => {
                 self.jwks_cache.invalidate(&namespace_id);
                 self.publishing.record(&namespace_id, true);
+                self.metrics.count(Counter::TokensCreated);
                 Ok(CreatedToken { metadata, token: minted.token })
             }
-            CreateOutcome::NamespaceFull => Err(ServiceError::NamespaceFull { namespace_id, limit }),
+            CreateOutcome::NamespaceFull => {
+                self.metrics.count(Counter::NamespaceFull);
+                Err(ServiceError::NamespaceFull { namespace_id, limit })
+            }
         }
     }
 
@@ -269,14 +286,18 @@ impl TokenService {
         let deleted = self.blocking(Budget::Admin, move |store| store.delete(&id, now)).await?;
         if let Some(namespace_id) = &deleted {
             self.jwks_cache.invalidate(namespace_id);
+            self.metrics.count(Counter::TokensDeleted);
         }
         Ok(deleted.is_some())
     }
 
     /// The namespace's JWKS as published now (empty for an unknown namespace), at most
-    /// [`JWKS_CACHE_TTL`](crate::jwks_cache::JWKS_CACHE_TTL) old.
+    /// [`JWKS_CACHE_TTL`](crate::jwks_cache::JWKS_CACHE_TTL) old. Counted as a cache miss if
+    /// this call read the store, as a hit if it got a key set without reading.
     pub async fn jwks(&self, namespace_id: String) -> Result<JwksDocument, ServiceError> {
+        let read_here = AtomicBool::new(false);
         let cached = self.jwks_cache.get(&namespace_id, || async {
+            read_here.store(true, Ordering::Relaxed);
             let now = self.now();
             let budget = if self.publishing.contains(&namespace_id) {
                 Budget::PublishingNamespace
@@ -288,7 +309,13 @@ impl TokenService {
             self.publishing.record(&namespace_id, !keys.is_empty());
             jwks::render(&keys).map_err(ServiceError::Render)
         });
-        cached.await.map_err(ServiceError::Shared)
+        let document = cached.await;
+        if read_here.load(Ordering::Relaxed) {
+            self.metrics.count(Counter::JwksCacheMiss);
+        } else if document.is_ok() {
+            self.metrics.count(Counter::JwksCacheHit);
+        }
+        document.map_err(ServiceError::Shared)
     }
 }
 
@@ -385,6 +412,48 @@ mod tests {
         assert!(service.delete(first.metadata.id).await.unwrap());
         service.create(request(None)).await.unwrap();
         assert_eq!(kids(&service.jwks("shop".to_owned()).await.unwrap()).len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_tokens_and_cache_lookups() {
+        let store: Arc<dyn TokenStore> = Arc::new(SqliteStore::open_in_memory(NOW).unwrap());
+        let service = TokenService::new(store, "tokengate", fixed_now).with_max_keys_per_namespace(1);
+        let metrics = Arc::clone(service.metrics());
+        let counts = || {
+            [
+                Counter::TokensCreated,
+                Counter::TokensDeleted,
+                Counter::NamespaceFull,
+                Counter::JwksCacheHit,
+                Counter::JwksCacheMiss,
+            ]
+            .map(|counter| metrics.value(counter))
+        };
+        let created = service.create(request(None)).await.unwrap();
+        assert!(service.create(request(None)).await.is_err());
+        assert_eq!(counts(), [1, 0, 1, 0, 0]);
+        // The paused clock keeps the cached key set fresh: one read, then hits.
+        service.jwks("shop".to_owned()).await.unwrap();
+        service.jwks("shop".to_owned()).await.unwrap();
+        service.jwks("shop".to_owned()).await.unwrap();
+        assert_eq!(counts(), [1, 0, 1, 2, 1]);
+        assert!(service.delete(created.metadata.id.clone()).await.unwrap());
+        assert!(!service.delete(created.metadata.id).await.unwrap());
+        // The delete emptied the namespace's cache entry: the next lookup reads again.
+        service.jwks("shop".to_owned()).await.unwrap();
+        assert_eq!(counts(), [1, 1, 1, 2, 2]);
+        // Requests that miss together share one read: one miss, the rest hits.
+        tokio::time::advance(crate::jwks_cache::JWKS_CACHE_TTL).await;
+        let (a, b, c) = tokio::join!(
+            service.jwks("shop".to_owned()),
+            service.jwks("shop".to_owned()),
+            service.jwks("shop".to_owned())
+        );
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(counts(), [1, 1, 1, 4, 3]);
+        // Clones count into the same metrics.
+        service.clone().jwks("other".to_owned()).await.unwrap();
+        assert_eq!(metrics.value(Counter::JwksCacheMiss), 4);
     }
 
     #[test]

@@ -69,5 +69,17 @@ fn scope_expiry_and_revocation_end_to_end() {
     assert!(revoked.is_some(), "a deleted token still works after the refresh period");
     assert_eq!(status("fa", &fa), denied("unknown_key"));
     assert_eq!(status("fa", &ns1), ok, "other tokens keep working");
+
+    // Both sides' Prometheus metrics saw this.
+    let metric = |text: &str, line_start: &str| -> u64 {
+        text.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+    };
+    let service_metrics = get(service.port, "/metrics", &[]).body;
+    assert_eq!(metric(&service_metrics, "tokengate_tokens_created_total"), 5, "{service_metrics}");
+    assert_eq!(metric(&service_metrics, "tokengate_tokens_deleted_total"), 1);
+    assert!(metric(&service_metrics, "tokengate_jwks_requests_total{result=\"200\"}") >= 2);
+    let envoy_metrics = envoy.prometheus();
+    assert!(metric(&envoy_metrics, "tokengate_denied{reason=\"out_of_scope\"}") >= 2, "{envoy_metrics}");
+    assert!(metric(&envoy_metrics, "tokengate_jwks_fetch_ok{}") >= 3);
     envoy.assert_healthy();
 }

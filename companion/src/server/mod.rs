@@ -8,6 +8,7 @@ pub mod body;
 pub mod config;
 mod error;
 pub mod limits;
+pub mod metrics;
 pub mod routes;
 
 use std::net::SocketAddr;

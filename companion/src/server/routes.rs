@@ -1,6 +1,6 @@
-//! The HTTP API: the public JWKS route and the admin token routes, as thin handlers over
-//! [`TokenService`], each class of route with its own budget of requests in flight (see
-//! [`super::limits`]).
+//! The HTTP API: the public JWKS route, the admin token routes and `/metrics`, as thin handlers
+//! over [`TokenService`], the JWKS and admin routes each with its own budget of requests in
+//! flight (see [`super::limits`]). Every answer is counted (see [`super::metrics`]).
 
 use std::sync::Arc;
 
@@ -19,8 +19,10 @@ use super::body::{parse_create, BODY_LIMIT_BYTES};
 use super::config::AdminToken;
 use super::error::ApiError;
 use super::limits::{request_budget, time_limit, ADMIN_REQUESTS, PUBLIC_REQUESTS};
+use super::metrics::count_answers;
 use crate::api::{CreatedToken, TokenList, TokenMetadata};
 use crate::jwks::if_none_match_hits;
+use crate::metrics::EXPOSITION_CONTENT_TYPE;
 use crate::service::TokenService;
 use crate::store::TokenFilter;
 use crate::token_id::looks_like_token_id;
@@ -28,6 +30,15 @@ use crate::validate::check_id;
 
 /// `Cache-Control` of the JWKS: short, so a revocation reaches the filters quickly.
 pub const JWKS_CACHE_CONTROL: &str = "public, max-age=30";
+
+/// The public key-set route.
+pub const JWKS_ROUTE: &str = "/v1/namespaces/{namespace}/jwks.json";
+/// The admin route to create and list tokens.
+pub const TOKENS_ROUTE: &str = "/v1/tokens";
+/// The admin route to show and delete one token.
+pub const TOKEN_ROUTE: &str = "/v1/tokens/{id}";
+/// The Prometheus metrics.
+pub const METRICS_ROUTE: &str = "/metrics";
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -39,26 +50,37 @@ pub struct AppState {
 }
 
 /// The whole API: routes, their request budgets, admin authentication, body limit, time limit,
-/// access log.
+/// answer counting, access log.
 pub fn router(state: AppState) -> Router {
-    let public = Router::new()
-        .route("/v1/namespaces/{namespace}/jwks.json", get(namespace_jwks))
-        .route_layer(request_budget(PUBLIC_REQUESTS));
+    let public = Router::new().route(JWKS_ROUTE, get(namespace_jwks)).route_layer(request_budget(PUBLIC_REQUESTS));
     // Authentication wraps the budget: unauthenticated calls are refused without taking a turn.
     let admin = Router::new()
-        .route("/v1/tokens", get(list_tokens).post(create_token))
-        .route("/v1/tokens/{id}", get(show_token).delete(delete_token))
+        .route(TOKENS_ROUTE, get(list_tokens).post(create_token))
+        .route(TOKEN_ROUTE, get(show_token).delete(delete_token))
         .route_layer(request_budget(ADMIN_REQUESTS))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(middleware::map_response(no_store));
+    // Outside both budgets: it reads a few atomics, so a JWKS flood cannot make it wait.
+    let scrape = Router::new().route(METRICS_ROUTE, get(metrics_exposition));
+    let counted = Arc::clone(state.service.metrics());
     Router::new()
         .merge(public)
         .merge(admin)
+        .merge(scrape)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(time_limit))
+        // Outside the time limit, so that its 503s are counted too.
+        .layer(middleware::from_fn_with_state(counted, count_answers))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text exposition; public like the JWKS, and it names no
+/// namespace, token or client.
+async fn metrics_exposition(State(state): State<AppState>) -> Response {
+    let headers = [(header::CONTENT_TYPE, EXPOSITION_CONTENT_TYPE), (header::CACHE_CONTROL, "no-store")];
+    (headers, state.service.metrics().render()).into_response()
 }
 
 /// Admin answers (one of them carries a token) must not be kept by any cache.

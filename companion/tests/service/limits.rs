@@ -1,6 +1,6 @@
 //! The service's bounds over HTTP: the per-namespace key cap (409 `namespace_full`), the
-//! `--max-keys-per-namespace` range, and a JWKS flood that must leave the admin API and the
-//! JWKS responsive and the process small.
+//! `--max-keys-per-namespace` range, and a JWKS flood that must leave the admin API, the JWKS
+//! and `/metrics` responsive and the process small.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -136,7 +136,7 @@ fn a_jwks_flood_leaves_the_service_responsive(backend: Backend) {
     let stop = AtomicBool::new(false);
     let (sent, refused) = (AtomicU64::new(0), AtomicU64::new(0));
     let (mut slowest_create, mut slowest_create_new_connection) = (Duration::ZERO, Duration::ZERO);
-    let mut slowest_jwks = Duration::ZERO;
+    let (mut slowest_jwks, mut slowest_metrics) = (Duration::ZERO, Duration::ZERO);
     let (mut most_threads, mut most_rss_kb) = (threads_before, proc_status(pid, "VmRSS"));
     std::thread::scope(|scope| {
         for flooder in 0..FLOODERS {
@@ -180,6 +180,15 @@ fn a_jwks_flood_leaves_the_service_responsive(backend: Backend) {
             // This process's own create shows in its JWKS at once, flood or not.
             assert!(kids(&answer).contains(created.last().unwrap()), "{}", answer.body);
 
+            // `/metrics` reads counters only: the flood cannot hold it up.
+            let asked = Instant::now();
+            let metrics_url = format!("{}/metrics", server.url);
+            let answer = call_with(&kept_alive, "GET", &metrics_url, None, &[], None).unwrap();
+            let took = asked.elapsed();
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            assert!(took < RESPONSIVE, "a GET /metrics took {took:?} during the flood");
+            slowest_metrics = slowest_metrics.max(took);
+
             let (id, took) = create(&agent());
             assert!(took < RESPONSIVE_NEW_CONNECTION, "an admin create on a new connection took {took:?}");
             slowest_create_new_connection = slowest_create_new_connection.max(took);
@@ -193,7 +202,7 @@ fn a_jwks_flood_leaves_the_service_responsive(backend: Backend) {
     eprintln!(
         "flood on {}: {} GETs sent in {FLOOD:?} by {FLOODERS} threads ({} connections refused); \
          slowest admin create {slowest_create:?} ({slowest_create_new_connection:?} on a new connection), \
-         slowest JWKS GET {slowest_jwks:?}; \
+         slowest JWKS GET {slowest_jwks:?}, slowest GET /metrics {slowest_metrics:?}; \
          threads {threads_before} before, at most {most_threads}; RSS at most {} MiB",
         server.url,
         sent.load(Ordering::Relaxed),
@@ -208,6 +217,10 @@ fn a_jwks_flood_leaves_the_service_responsive(backend: Backend) {
     published.sort();
     created.sort();
     assert_eq!(published, created);
+    let counted = scrape_metrics(&server);
+    assert_eq!(counted["tokengate_tokens_created_total"], created.len() as u64);
+    assert_eq!(counted[r#"tokengate_admin_requests_total{status_class="2xx"}"#], created.len() as u64);
+    eprintln!("flood on {}: metrics after the flood: {counted:?}", server.url);
     // What the server answered to the flood: status -> (count, slowest handling in ms).
     let log = server.drain_log();
     let mut answered = std::collections::BTreeMap::<String, (u64, u64)>::new();

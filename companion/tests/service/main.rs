@@ -12,6 +12,7 @@ mod admin_api;
 mod backend;
 mod cli;
 mod limits;
+mod metrics;
 mod replicas;
 mod startup;
 mod store;

@@ -1,5 +1,7 @@
-//! Shared fixtures: temp dirs, the server process, HTTP calls, bounded CLI runs, JWKS checks.
+//! Shared fixtures: temp dirs, the server process, HTTP calls, bounded CLI runs, JWKS checks,
+//! metrics scrapes.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -222,6 +224,24 @@ pub fn admin(method: &str, server: &Server, path: &str, body: Option<Value>) -> 
 
 pub fn jwks(server: &Server, namespace: &str) -> Answer {
     call("GET", &format!("{}/v1/namespaces/{namespace}/jwks.json", server.url), None, &[], None)
+}
+
+/// `GET /metrics` without credentials: each sample, `name{labels}` -> value.
+pub fn scrape_metrics(server: &Server) -> BTreeMap<String, u64> {
+    let answer = call("GET", &format!("{}/metrics", server.url), None, &[], None);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    parse_metrics(&answer.body)
+}
+
+/// The samples of a Prometheus text exposition, `name{labels}` -> value (each must be new).
+pub fn parse_metrics(text: &str) -> BTreeMap<String, u64> {
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|line| !line.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let value = value.parse().unwrap_or_else(|error| panic!("{error}: {line:?}"));
+        assert!(samples.insert(series.to_owned(), value).is_none(), "{series} twice");
+    }
+    samples
 }
 
 pub fn kids(answer: &Answer) -> Vec<String> {
