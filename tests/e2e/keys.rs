@@ -42,21 +42,37 @@ fn a_broken_refresh_keeps_the_last_good_keys() {
     let envoy = Envoy::single(config, keys.port, function.port, 2);
     let token = case_token("pos-02-es256");
     assert_eq!(call(envoy.port("l"), Some(&token)).status, 200);
-    for (status, content_type, body) in [
-        (200, "text/html", &b"<html>502 Bad Gateway</html>"[..]),
-        (503, "application/json", b"{\"keys\":[]}"),
-        (200, "application/json", b"{\"keys\": 7}"),
-        (200, "application/json", b""),
-    ] {
+    // A body over the 4 MiB cap: a valid key set padded with spaces.
+    let mut huge = case_file("jwks_main.json");
+    huge.resize(5 << 20, b' ');
+    let slow = Duration::from_millis(1500); // the fetch timeout is 1000 ms
+    let cases: Vec<(u16, &str, Vec<u8>, Duration)> = vec![
+        (200, "text/html", b"<html>502 Bad Gateway</html>".to_vec(), Duration::ZERO),
+        (503, "application/json", b"{\"keys\":[]}".to_vec(), Duration::ZERO),
+        (404, "application/json", b"{\"keys\":[]}".to_vec(), Duration::ZERO),
+        (200, "application/json", b"{\"keys\": 7}".to_vec(), Duration::ZERO),
+        (200, "application/json", b"{\"keys\": [], \"keys\": []}".to_vec(), Duration::ZERO),
+        (200, "application/json", b"".to_vec(), Duration::ZERO),
+        (200, "application/json", b"{\"keys\": [".to_vec(), Duration::ZERO),
+        (200, "application/json", huge, Duration::ZERO),
+        (200, "application/json", case_file("jwks_main.json"), slow),
+    ];
+    let failures_before = envoy.counter("wasmcustom.tokengate.jwks.fetch_failed");
+    for (status, content_type, body, delay) in cases {
         let before = keys.hits("/k");
-        keys.route("/k", Reply { status, content_type: content_type.into(), ..Reply::json(body) });
+        keys.route("/k", Reply { status, content_type: content_type.into(), delay, ..Reply::json(body) });
         let refetched = eventually(Duration::from_secs(6), || (keys.hits("/k") > before).then_some(()));
         assert!(refetched.is_some(), "no refresh happened");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(delay + Duration::from_millis(100));
         let response = call(envoy.port("l"), Some(&token));
         assert_eq!(response.status, 200, "after a broken refresh ({status} {content_type}): {}", response.body);
     }
-    assert!(envoy.counter("wasmcustom.tokengate.jwks.fetch_failed") >= 4);
+    assert!(envoy.counter("wasmcustom.tokengate.jwks.fetch_failed") >= failures_before + 9);
+    // An empty key set is a good key set: it is what revoking a namespace's last token publishes.
+    keys.route("/k", Reply::json(b"{\"keys\":[]}".to_vec()));
+    let revoked =
+        eventually(Duration::from_secs(6), || (call(envoy.port("l"), Some(&token)).status == 403).then_some(()));
+    assert!(revoked.is_some(), "an empty key set was not applied");
     envoy.assert_healthy();
 }
 
@@ -103,17 +119,34 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
     let envoy = Envoy::single(config, keys.port, function.port, 2);
     let good = case_token("pos-01-rs256");
     assert_eq!(call(envoy.port("l"), Some(&good)).status, 200);
-    let (header, rest) = good.split_once('.').unwrap();
-    let _ = header;
+    let (_, rest) = good.split_once('.').unwrap();
     let start = std::time::Instant::now();
+    // Valid tokens keep working during the flood.
+    let valid = {
+        let port = envoy.port("l");
+        let good = good.clone();
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut statuses = Vec::new();
+            while started.elapsed() < Duration::from_secs(10) {
+                statuses.push(call(port, Some(&good)).status);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            statuses
+        })
+    };
     let mut sent = 0;
-    let threads: Vec<_> = (0..4)
+    let threads: Vec<_> = (0..16)
         .map(|t| {
             let port = envoy.port("l");
             let rest = rest.to_owned();
             std::thread::spawn(move || {
                 let mut statuses = Vec::new();
-                for i in 0..8 {
+                let start = std::time::Instant::now();
+                for i in 0.. {
+                    if start.elapsed() > Duration::from_secs(10) {
+                        break;
+                    }
                     let kid = format!(r#"{{"alg":"RS256","kid":"random-{t}-{i}"}}"#);
                     let forged = format!("{}.{rest}", base64_url(kid.as_bytes()));
                     statuses.push(call(port, Some(&forged)).status);
@@ -128,8 +161,14 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
             sent += 1;
         }
     }
+    let valid = valid.join().unwrap();
+    assert!(!valid.is_empty() && valid.iter().all(|s| *s == 200), "valid tokens refused during the flood: {valid:?}");
     let seconds = start.elapsed().as_secs_f64();
     let fetches = keys.hits("/k");
+    eprintln!(
+        "{sent} unknown kids in {seconds:.1} s: {fetches} key-set fetches; {} valid requests all 200",
+        valid.len()
+    );
     // One initial fetch, then at most one per second.
     assert!(fetches as f64 <= 2.0 + seconds, "{fetches} fetches for {sent} unknown kids in {seconds:.1} s");
     assert_eq!(call(envoy.port("l"), Some(&good)).status, 200, "valid tokens keep working");
