@@ -182,13 +182,14 @@ fn key_selection_takes_the_right_key_and_no_key_poisons_its_siblings() {
 }
 
 #[test]
-fn claims_of_every_json_type() {
+fn headers_and_claims_of_every_json_type() {
     let pair = KeyPair::from_seed(Seed::new([9; 32]));
     let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": b64(pair.pk.as_ref())}]});
-    let sign = |claims: &str| {
-        let input = format!("{}.{}", b64(br#"{"alg":"EdDSA","kid":"k"}"#), b64(claims.as_bytes()));
+    let sign_with = |header: &str, claims: &str| {
+        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
         format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
     };
+    let sign = |claims: &str| sign_with(r#"{"alg":"EdDSA","kid":"k"}"#, claims);
     let keys = TestServer::start(false);
     keys.route("/k", Reply::json(jwks.to_string()));
     let function = TestServer::start(true);
@@ -255,7 +256,33 @@ fn claims_of_every_json_type() {
         ("[]".into(), Some("malformed_token")),
         ("null".into(), Some("malformed_token")),
     ];
+    let claims = format!("{{{good}}}");
+    let headers: Vec<(&str, Option<&str>)> = vec![
+        (r#"{"alg":"EdDSA","kid":"k","typ":"JWT"}"#, None),
+        (r#"{"alg":"Ed25519","kid":"k"}"#, None),
+        (r#"{"alg":"EdDSA","kid":"k","crit":["exp"]}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":"k","crit":["x"],"x":1}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":"k","b64":false}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":"k","cty":"JWT"}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":"k","alg":"EdDSA"}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":7}"#, Some("malformed_token")),
+        (r#"{"alg":"EdDSA","kid":"other"}"#, Some("unknown_key")),
+        (r#"{"alg":"EdDSA","kid":"k","jwk":{"kty":"OKP","crv":"Ed25519","x":"AAAA"}}"#, None),
+        (r#"{"alg":"none","kid":"k"}"#, Some("disallowed_algorithm")),
+        (r#"{"alg":"HS256","kid":"k"}"#, Some("disallowed_algorithm")),
+        (r#"{"alg":["EdDSA"],"kid":"k"}"#, Some("malformed_token")),
+    ];
     let mut failures = Vec::new();
+    for (header, want) in &headers {
+        let got = call(port, Some(&sign_with(header, &claims)));
+        let ok = match want {
+            None => got.status == 200,
+            Some(reason) => got.status == 403 && got.reason().as_deref() == Some(reason),
+        };
+        if !ok {
+            failures.push(format!("header {header}: got {} {:?}, want {want:?}", got.status, got.reason()));
+        }
+    }
     for (claims, want) in &cases {
         let got = call(port, Some(&sign(claims)));
         let ok = match want {
