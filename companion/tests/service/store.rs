@@ -22,6 +22,7 @@ on_each_backend!(
     stores_opened_together_migrate_once,
     the_key_cap_counts_published_keys,
     concurrent_creates_never_pass_the_cap,
+    concurrent_deletes_revoke_once,
 );
 
 /// A key cap no test here reaches, for the tests that are not about the cap.
@@ -237,6 +238,36 @@ fn concurrent_creates_never_pass_the_cap(backend: Backend) {
     assert_eq!(outcomes.len(), 2 * THREADS_PER_STORE * TRIES_PER_THREAD);
     assert_eq!(first.store().live_keys_for_namespace("race", NOW).unwrap().len(), CAP as usize);
     assert_eq!(second.store().list(&namespace("race")).unwrap().len(), CAP as usize);
+}
+
+fn concurrent_deletes_revoke_once(backend: Backend) {
+    const TOKENS: usize = 8;
+    const THREADS_PER_STORE: usize = 4;
+    let (first, second) = (backend.open(NOW).unwrap(), backend.open(NOW).unwrap());
+    for n in 0..TOKENS {
+        created(first.store(), &token(&format!("d{n}"), "gone", None, NOW));
+    }
+    let barrier = Barrier::new(2 * THREADS_PER_STORE);
+    // Every thread deletes every token, racing the others: each token is deleted exactly once.
+    let deleted: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = [&first, &second]
+            .into_iter()
+            .flat_map(|open| std::iter::repeat_n(open, THREADS_PER_STORE))
+            .map(|open| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    (0..TOKENS)
+                        .map(|n| open.store().delete(&format!("d{n}"), NOW + 1).map(|gone| usize::from(gone.is_some())))
+                        .sum::<Result<usize, _>>()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|worker| worker.join().unwrap().unwrap()).sum()
+    });
+    assert_eq!(deleted, TOKENS);
+    assert!(second.store().live_keys_for_namespace("gone", NOW + 1).unwrap().is_empty());
+    assert_eq!(first.store().list(&namespace("gone")).unwrap().len(), TOKENS, "deleted tokens stay listed");
 }
 
 #[test]
