@@ -36,6 +36,20 @@ pub fn cases_dir() -> PathBuf {
     artifact("TOKENGATE_CASES", root().join("../shared/cases"), "the acceptance cases live in ../shared/cases")
 }
 
+/// Unpadded base64url (test-side, independent of the filter's own).
+pub fn b64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
 /// A file of the acceptance cases.
 pub fn case_file(name: &str) -> Vec<u8> {
     std::fs::read(cases_dir().join(name)).unwrap()

@@ -148,7 +148,7 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
                         break;
                     }
                     let kid = format!(r#"{{"alg":"RS256","kid":"random-{t}-{i}"}}"#);
-                    let forged = format!("{}.{rest}", base64_url(kid.as_bytes()));
+                    let forged = format!("{}.{rest}", b64(kid.as_bytes()));
                     statuses.push(call(port, Some(&forged)).status);
                 }
                 statuses
@@ -173,17 +173,4 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
     assert!(fetches as f64 <= 2.0 + seconds, "{fetches} fetches for {sent} unknown kids in {seconds:.1} s");
     assert_eq!(call(envoy.port("l"), Some(&good)).status, 200, "valid tokens keep working");
     envoy.assert_healthy();
-}
-
-fn base64_url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
