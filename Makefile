@@ -15,7 +15,7 @@ TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tok
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm oci cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke lint fmt clean
+.PHONY: help build wasm oci cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-smoke lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +81,12 @@ test-unit: ## Only the native unit and integration tests (no Envoy needed)
 test-e2e: build envoy ## Only the end-to-end tests on the real Envoy
 	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module --test oci
 
+bench: wasm envoy ## Benchmark tokengate vs no filter, a no-op Wasm filter and jwt_authn (table: bench/results/latest.md)
+	./bench/run
+
+bench-smoke: wasm envoy ## A 1 s, 1-round benchmark run to check the benchmark works (bench/results/smoke.md)
+	BENCH_SMOKE=1 ./bench/run
+
 # Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly
 # compiler flags; this project builds with the stable toolchain only, so the fuzz build (and
 # nothing else) sets RUSTC_BOOTSTRAP=1 to allow them.
@@ -116,4 +122,4 @@ fmt: ## Format the code
 
 clean: ## Remove build outputs, the venv and demo state
 	cargo clean
-	rm -rf $(VENV) .run
+	rm -rf $(VENV) .run bench/.venv bench/.data bench/noop/target bench/results/run

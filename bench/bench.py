@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""Throughput/latency benchmark of tokengate against no filter, a no-op Wasm filter and Envoy's
+jwt_authn (with and without its JWT cache). Run through bench/run (it prepares the venv, wrk and
+the no-op filter). Prints a Markdown table and writes it to bench/results/latest.md (smoke runs: smoke.md).
+
+Environment (all optional):
+  BENCH_DURATION   seconds per wrk run (default 5; BENCH_SMOKE=1: 1)
+  BENCH_ROUNDS     rounds; each round starts every configuration once, in alternating order (2; smoke 1)
+  BENCH_THREADS    wrk threads (1)        BENCH_CONNECTIONS  wrk connections (16)
+  BENCH_TOKENS     distinct tokens per algorithm (20000; smoke 2000) -- more than jwt_cache_size
+  BENCH_WARMUP     seconds of warm-up per Envoy start, same token (1; smoke 0)
+  BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
+  BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
+"""
+import base64
+import datetime
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+ENVOY = os.environ.get("BENCH_ENVOY", os.path.join(ROOT, ".venv/bin/envoy"))
+TOKENGATE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/tokengate.wasm")
+NOOP_WASM = os.path.join(HERE, "noop/target/wasm32-wasip1/release/bench_noop.wasm")
+DATA = os.path.join(HERE, ".data")
+RESULTS = os.path.join(HERE, "results")
+WORK = os.path.join(RESULTS, "run")  # envoy configs + logs of the last run
+
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+DURATION = int(os.environ.get("BENCH_DURATION", "1" if SMOKE else "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if SMOKE else "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+CONNS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+NTOKENS = int(os.environ.get("BENCH_TOKENS", "2000" if SMOKE else "20000"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "0" if SMOKE else "1"))
+JWT_CACHE_SIZE = 1000
+ALGS = ["RS256", "ES256", "EdDSA"]
+CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"]
+WORKLOADS = [f"{kind}-{alg}" for alg in ALGS for kind in ("same", "distinct")]
+if os.environ.get("BENCH_CONFIGS"):
+    CONFIGS = [c for c in os.environ["BENCH_CONFIGS"].split(",") if c]
+if os.environ.get("BENCH_WORKLOADS"):
+    WORKLOADS = [w for w in os.environ["BENCH_WORKLOADS"].split(",") if w]
+AUTH_CONFIGS = {"jwt_authn", "jwt_authn+cache", "tokengate"}
+
+
+def die(msg):
+    print(f"bench: ERROR: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- keys and tokens
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_tokens():
+    """Key pairs (one per algorithm) and NTOKENS distinct tokens per algorithm, cached in .data/."""
+    os.makedirs(DATA, exist_ok=True)
+    jwks_path = os.path.join(DATA, "jwks.json")
+    files = {alg: os.path.join(DATA, f"tokens-{alg}-{NTOKENS}.txt") for alg in ALGS}
+    if os.path.exists(jwks_path) and all(os.path.exists(f) for f in files.values()):
+        return jwks_path, files
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    # Keys: created once, kept (private halves in .data/) so token files stay valid across runs.
+    keys_path = os.path.join(DATA, "keys.json")
+    if os.path.exists(keys_path):
+        pem = json.load(open(keys_path))
+        priv = {a: serialization.load_pem_private_key(pem[a].encode(), None) for a in ALGS}
+    else:
+        priv = {"RS256": rsa.generate_private_key(65537, 2048),
+                "ES256": ec.generate_private_key(ec.SECP256R1()),
+                "EdDSA": ed25519.Ed25519PrivateKey.generate()}
+        pem = {a: k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()).decode() for a, k in priv.items()}
+        json.dump(pem, open(keys_path, "w"))
+    rn = priv["RS256"].public_key().public_numbers()
+    en = priv["ES256"].public_key().public_numbers()
+    ed = priv["EdDSA"].public_key().public_bytes(serialization.Encoding.Raw,
+                                                   serialization.PublicFormat.Raw)
+    jwks = {"keys": [
+        {"kty": "RSA", "kid": "bench-rs256", "alg": "RS256", "use": "sig",
+         "n": b64u(rn.n.to_bytes((rn.n.bit_length() + 7) // 8, "big")),
+         "e": b64u(rn.e.to_bytes(3, "big"))},
+        {"kty": "EC", "kid": "bench-es256", "alg": "ES256", "use": "sig", "crv": "P-256",
+         "x": b64u(en.x.to_bytes(32, "big")), "y": b64u(en.y.to_bytes(32, "big"))},
+        {"kty": "OKP", "kid": "bench-eddsa", "alg": "EdDSA", "use": "sig", "crv": "Ed25519",
+         "x": b64u(ed)},
+    ]}
+    json.dump(jwks, open(jwks_path, "w"))
+
+    def sign(alg, data):
+        k = priv[alg]
+        if alg == "RS256":
+            return k.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        if alg == "ES256":
+            r, s = decode_dss_signature(k.sign(data, ec.ECDSA(hashes.SHA256())))
+            return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return k.sign(data)
+
+    now = int(time.time())
+    for alg in ALGS:
+        log(f"signing {NTOKENS} {alg} tokens (once; cached in {DATA})")
+        hdr = b64u(json.dumps({"alg": alg, "typ": "JWT", "kid": f"bench-{alg.lower()}"},
+                              separators=(",", ":")).encode())
+        out = []
+        for i in range(NTOKENS):
+            claims = {"iss": "bench", "sub": "bench", "iat": now,
+                      "exp": now + 10 * 365 * 86400, "jti": f"{alg}-{i:06d}"}
+            si = hdr + "." + b64u(json.dumps(claims, separators=(",", ":")).encode())
+            out.append(si + "." + b64u(sign(alg, si.encode())))
+        tmp = files[alg] + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("\n".join(out) + "\n")
+        os.replace(tmp, files[alg])
+    return jwks_path, files
+
+
+# ---------------------------------------------------------------- envoy configurations
+
+def wasm_filter(name, path, configuration):
+    return {"name": name, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": name, "root_id": name,
+            "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8",
+                          "code": {"local": {"filename": path}}},
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": configuration}}}}
+
+
+def jwt_authn_filter(jwks_text, cache):
+    provider = {"local_jwks": {"inline_string": jwks_text},
+                "from_headers": [{"name": "x-auth-token"}],
+                "forward": False}
+    if cache:
+        provider["jwt_cache_config"] = {"jwt_cache_size": JWT_CACHE_SIZE}
+    return {"name": "envoy.filters.http.jwt_authn", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {"bench": provider},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
+
+
+def envoy_config(cfg, port, admin_port, jwks_text):
+    filters = {
+        "none": [],
+        "noop-wasm": [wasm_filter("noop", NOOP_WASM, "{}")],
+        "jwt_authn": [jwt_authn_filter(jwks_text, cache=False)],
+        "jwt_authn+cache": [jwt_authn_filter(jwks_text, cache=True)],
+        "tokengate": [wasm_filter("tokengate", TOKENGATE_WASM,
+                                  json.dumps({"local_jwks": json.loads(jwks_text)}))],
+    }[cfg]
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {"listeners": [{
+            "name": "bench",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                             "http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "bench",
+                    "route_config": {"virtual_hosts": [{
+                        "name": "bench", "domains": ["*"],
+                        "routes": [{"match": {"prefix": "/"},
+                                    "direct_response": {"status": 200,
+                                                        "body": {"inline_string": "ok"}}}]}]},
+                    "http_filters": filters}}]}]}]}}
+
+
+class Envoy:
+    def __init__(self, cfg, index, jwks_text):
+        self.cfg = cfg
+        self.port = 19200 + 10 * index
+        self.admin = self.port + 1
+        self.base_id = 19200 + index
+        safe = cfg.replace("+", "-")
+        self.conf = os.path.join(WORK, f"{safe}.json")
+        self.logf = os.path.join(WORK, f"{safe}.log")
+        with open(self.conf, "w") as f:
+            json.dump(envoy_config(cfg, self.port, self.admin, jwks_text), f, indent=1)
+        self.proc = None
+
+    def start(self):
+        # This (python) process stays alive as Envoy's parent for the whole run.
+        self.proc = subprocess.Popen(
+            [ENVOY, "-c", self.conf, "--concurrency", "1", "--base-id", str(self.base_id),
+             "--log-level", "warn", "--log-path", self.logf,
+             "--drain-time-s", "0", "--parent-shutdown-time-s", "1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                die(f"{self.cfg}: Envoy exited with {self.proc.returncode}; "
+                    f"log {self.logf}:\n{tail(self.logf)}")
+            try:
+                if request(self.admin, "/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        die(f"{self.cfg}: Envoy not ready within 30 s; log {self.logf}:\n{tail(self.logf)}")
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def tail(path, n=20):
+    try:
+        return "".join(open(path, errors="replace").readlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def request(port, path, token=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", path, headers={"X-Auth-Token": token} if token else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def check(env, probes):
+    """Abort unless valid tokens get 200 and missing/garbage ones 401/403 (auth configs)."""
+    auth = env.cfg in AUTH_CONFIGS
+    cases = [("no token", None, {401, 403} if auth else {200}),
+             ("garbage token", "not.a.jwt", {401, 403} if auth else {200})]
+    cases += [(f"valid {name}", tok, {200}) for name, tok in probes]
+    for name, tok, want in cases:
+        status, body = request(env.port, "/", tok)
+        if status not in want:
+            env.stop()
+            die(f"{env.cfg}: {name} answered {status} {body[:200]!r}, expected "
+                f"{sorted(want)}: misconfigured, refusing to measure. Log {env.logf}:\n"
+                f"{tail(env.logf)}")
+
+
+# ---------------------------------------------------------------- load
+
+def wrk(port, token_file, duration):
+    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{duration}s", "--latency",
+           "-s", os.path.join(HERE, "rotate.lua"), f"http://127.0.0.1:{port}/", "--", token_file]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        die(f"wrk did not finish within {duration + 60} s: {' '.join(cmd)}")
+    m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
+    if out.returncode != 0 or not m:
+        die(f"wrk failed ({out.returncode}): {' '.join(cmd)}\n{out.stdout}\n{out.stderr}")
+    r = {k: int(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
+    return r
+
+
+def loadavg():
+    return open("/proc/loadavg").read().split()[0]
+
+
+def busy_others(window=1.0):
+    """Other processes that used CPU during the last `window` seconds (another job on the machine
+    skews the numbers). Sampled from /proc/PID/stat, so short bursts count, not lifetime averages."""
+    hz = os.sysconf("SC_CLK_TCK")
+
+    def sample():
+        ticks = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                st = open(f"/proc/{pid}/stat").read()
+            except OSError:
+                continue
+            comm = st[st.index("(") + 1:st.rindex(")")]
+            f = st[st.rindex(")") + 2:].split()
+            ticks[pid] = (comm, int(f[11]) + int(f[12]))  # utime + stime
+        return ticks
+
+    a = sample()
+    time.sleep(window)
+    b = sample()
+    busy = []
+    for pid, (comm, t) in b.items():
+        if pid == str(os.getpid()) or pid not in a:
+            continue
+        pct = 100.0 * (t - a[pid][1]) / hz / window
+        if pct >= 5.0:
+            busy.append((pct, f"{comm}[{pid}] {pct:.0f}%"))
+    return ", ".join(x for _, x in sorted(busy, reverse=True)[:8]) or "none"
+
+
+def machine_line():
+    model = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    ver = subprocess.run([ENVOY, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version: \S+?/([\d.]+)/", ver)
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True, timeout=10).stdout.strip()
+    return f"nproc {nproc}, CPU {model}, Envoy {m.group(1) if m else ver.strip()}"
+
+
+def fmt_ms(us):
+    return f"{us / 1000:.3f}"
+
+
+def main():
+    for path, what in [(ENVOY, "Envoy (make envoy)"), (TOKENGATE_WASM, "tokengate.wasm (make wasm)"),
+                       (NOOP_WASM, "the no-op filter (bench/run builds it)")]:
+        if not os.path.exists(path):
+            die(f"missing {what}: {path}")
+    for w in WORKLOADS:
+        kind, _, alg = w.partition("-")
+        if kind not in ("same", "distinct") or alg not in ALGS:
+            die(f"unknown workload {w}")
+    for c in CONFIGS:
+        if c not in ("none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"):
+            die(f"unknown configuration {c}")
+    os.makedirs(WORK, exist_ok=True)
+    for f in os.listdir(WORK):  # Envoy appends to its log: start each run with fresh ones
+        if f.endswith(".log"):
+            os.remove(os.path.join(WORK, f))
+    jwks_path, files = make_tokens()
+    jwks_text = open(jwks_path).read()
+    same = {}
+    for alg in ALGS:
+        first = open(files[alg]).readline().strip()
+        same[alg] = os.path.join(DATA, f"same-{alg}.txt")
+        with open(same[alg], "w") as f:
+            f.write(first + "\n")
+    probes = []
+    for alg in ALGS:
+        lines = open(files[alg]).read().split()
+        probes += [(f"{alg} first", lines[0]), (f"{alg} last", lines[-1])]
+
+    machine = machine_line()
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    load_start, others_start = loadavg(), busy_others()
+    log(machine)
+    log(f"{len(CONFIGS)} configurations x {len(WORKLOADS)} workloads x {ROUNDS} rounds x "
+        f"{DURATION} s; other busy processes now: {others_start}")
+
+    envoys = {c: Envoy(c, CONFIGS.index(c), jwks_text) for c in CONFIGS}
+    rows = []  # (round, cfg, workload, result, rss)
+    try:
+        for rnd in range(1, ROUNDS + 1):
+            order = CONFIGS if rnd % 2 else list(reversed(CONFIGS))  # alternate the order
+            for cfg in order:
+                env = envoys[cfg]
+                env.start()
+                try:
+                    check(env, probes)
+                    if WARMUP:
+                        wrk(env.port, same["ES256"], WARMUP)
+                    for w in WORKLOADS:
+                        kind, _, alg = w.partition("-")
+                        tf = same[alg] if kind == "same" else files[alg]
+                        load = loadavg()
+                        r = wrk(env.port, tf, DURATION)
+                        r["load"] = load
+                        rss = env.rss_kib()
+                        rows.append((rnd, cfg, w, r, rss))
+                        log(f"round {rnd} {cfg:16} {w:15} {r['rps']:9.0f} req/s "
+                            f"p50 {fmt_ms(r['p50_us'])} ms p99 {fmt_ms(r['p99_us'])} ms "
+                            f"RSS {rss / 1024:.1f} MiB non-2xx {r['non2xx']}")
+                finally:
+                    env.stop()
+    finally:
+        for env in envoys.values():
+            env.stop()
+
+    base = {(rnd, w): r["rps"] for rnd, cfg, w, r, _ in rows if cfg == "none"}
+    out = [f"# tokengate benchmark ({started})", "",
+           f"Machine: {machine}.",
+           f"Load: Envoy `--concurrency 1`, `direct_response` 200, no upstream; "
+           f"`wrk -t{THREADS} -c{CONNS} -d{DURATION}s` on the same machine; {ROUNDS} round(s), "
+           f"configuration order reversed every other round; {NTOKENS} distinct tokens per "
+           f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}."
+           + (" SMOKE run: numbers not meaningful." if SMOKE else ""),
+           f"Other load (our Envoy and wrk stopped): loadavg {load_start} at start, {loadavg()} at "
+           f"end; other processes' CPU over 1 s at start: {others_start}; at end: {busy_others()}. "
+           f"load1 column: 1-min loadavg when the row started (Envoy+wrk alone add about 2).",
+           "", "| round | configuration | workload | req/s | p50 ms | p99 ms | vs no filter | "
+           "Envoy RSS MiB | non-2xx | load1 |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    bad = 0
+    for rnd, cfg, w, r, rss in sorted(rows, key=lambda x: (WORKLOADS.index(x[2]),
+                                                           CONFIGS.index(x[1]), x[0])):
+        b = base.get((rnd, w))
+        ratio = f"{r['rps'] / b:.2f}" if b else "-"
+        errs = r["non2xx"] + r["socket_errors"]
+        bad += errs > 0
+        out.append(f"| {rnd} | {cfg} | {w} | {r['rps']:.0f} | {fmt_ms(r['p50_us'])} | "
+                   f"{fmt_ms(r['p99_us'])} | {ratio} | {rss / 1024:.1f} | "
+                   f"{errs if errs == 0 else f'**{errs}**'} | {r['load']} |")
+    # Summary: median over rounds, ratio of medians (one noisy no-filter run skews per-round ratios).
+    def med(xs):
+        xs = sorted(xs)
+        return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+    out += ["", f"Median over {ROUNDS} round(s):", "",
+            "| configuration | workload | req/s | p50 ms | p99 ms | vs no filter | Envoy RSS MiB |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    for w in WORKLOADS:
+        bm = [r["rps"] for _, c, ww, r, _ in rows if c == "none" and ww == w]
+        for cfg in CONFIGS:
+            sel = [(r, rss) for _, c, ww, r, rss in rows if c == cfg and ww == w]
+            if not sel:
+                continue
+            rps = med([r["rps"] for r, _ in sel])
+            out.append(f"| {cfg} | {w} | {rps:.0f} | {fmt_ms(med([r['p50_us'] for r, _ in sel]))} | "
+                       f"{fmt_ms(med([r['p99_us'] for r, _ in sel]))} | "
+                       f"{f'{rps / med(bm):.2f}' if bm else '-'} | "
+                       f"{med([rss for _, rss in sel]) / 1024:.1f} |")
+    out.append("")
+    out.append("non-2xx counts non-2xx answers plus socket errors; every run should show 0.")
+    text = "\n".join(out) + "\n"
+    print(text)
+    os.makedirs(RESULTS, exist_ok=True)
+    # A smoke run (tests) must not overwrite the last real table.
+    dest = os.path.join(RESULTS, "smoke.md" if SMOKE else "latest.md")
+    with open(dest, "w") as f:
+        f.write(text)
+    log(f"written {dest}")
+    if bad:
+        die(f"{bad} run(s) had non-2xx answers or socket errors (see table)")
+
+
+if __name__ == "__main__":
+    main()
