@@ -18,7 +18,7 @@ AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u po
 .PHONY: help build wasm oci cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-smoke lint fmt clean
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: wasm cli ## Build the filter (.wasm) and the tokengate key service/CLI
 
