@@ -10,6 +10,7 @@ use crate::deny::Denial;
 use crate::host::SharedData;
 use crate::keycache::{FetchPolicy, FetchResult, KeyCache, SyncResult, MIN_REFETCH_MS};
 use crate::token::{self, Token};
+use crate::verified::{self, VerifiedCache};
 use crate::verify::{self, Policy, VerifiedClaims};
 
 /// Most paused requests per worker; past that, requests are decided at once.
@@ -56,6 +57,7 @@ pub struct Gate {
     policy: Policy,
     cache: KeyCache,
     paused: Vec<Paused>,
+    verified: VerifiedCache,
 }
 
 impl Gate {
@@ -72,7 +74,7 @@ impl Gate {
                 },
             ),
         };
-        Gate { policy: config.policy.clone(), cache, paused: Vec::new() }
+        Gate { policy: config.policy.clone(), cache, paused: Vec::new(), verified: VerifiedCache::default() }
     }
 
     /// Prepares the shared record; call once at configure time.
@@ -102,10 +104,23 @@ impl Gate {
             [one] => *one,
             _ => return Outcome::Deny(Denial::MultipleTokens),
         };
-        match token::parse(value) {
+        // A token that verified under the current key set, and has not expired since, is
+        // allowed without parsing or checking its signature again.
+        let digest = verified::digest(value);
+        let now_s = now_ms as f64 / 1000.0;
+        if self.cache.keys().is_some() && !self.cache.is_stale(now_ms) {
+            if let Some(claims) = self.verified.get(&digest, self.cache.version(), now_s) {
+                return Outcome::Allow(claims);
+            }
+        }
+        let outcome = match token::parse(value) {
             Ok(token) => self.decide(store, context_id, token, now_ms, true),
             Err(e) => Outcome::Deny(e.denial()),
+        };
+        if let Outcome::Allow(claims) = &outcome {
+            self.verified.insert(digest, self.cache.version(), claims, self.policy.clock_skew_seconds);
         }
+        outcome
     }
 
     /// A paused request went away (client reset, stream end): forget it.
@@ -360,6 +375,25 @@ mod tests {
             }
         }
         assert_eq!(gate.on_request(&store, 2, &[&t], 5_011), Outcome::Deny(Denial::KeysUnavailable));
+    }
+
+    #[test]
+    fn a_cached_token_stops_working_when_its_key_leaves_the_key_set() {
+        let store = MemorySharedData::default();
+        let mut gate = remote_gate(&store);
+        assert!(gate.on_tick(&store, 0).fetch);
+        gate.on_fetch_done(&store, 5, Ok(&jwks(&[1, 2])));
+        let t = token(1, r#"{"exp":100}"#);
+        assert!(matches!(gate.on_request(&store, 1, &[&t], 10), Outcome::Allow(_)));
+        assert!(matches!(gate.on_request(&store, 2, &[&t], 20), Outcome::Allow(_)), "from the cache");
+        // Expired (exp 100 + 60 s skew): refused even though it is cached.
+        assert_eq!(gate.on_request(&store, 3, &[&t], 160_000), Outcome::Deny(Denial::Expired));
+        let fresh = token(1, "{}");
+        assert!(matches!(gate.on_request(&store, 4, &[&fresh], 160_000), Outcome::Allow(_)));
+        // Key 1 is deleted: the next key set no longer has it, and the cached token is refused.
+        assert!(gate.on_tick(&store, 1_000_000).fetch);
+        gate.on_fetch_done(&store, 1_000_005, Ok(&jwks(&[2])));
+        assert_eq!(gate.on_request(&store, 5, &[&fresh], 1_000_010), Outcome::Paused, "unknown kid: one refetch");
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod jwks;
 pub mod keycache;
 pub mod metrics;
 pub mod token;
+pub mod verified;
 pub mod verify;
 
 #[cfg(target_arch = "wasm32")]
