@@ -106,6 +106,10 @@ impl Gate {
         };
         // A token that verified under the current key set, and has not expired since, is
         // allowed without parsing or checking its signature again.
+        // Values too long to be a token are refused by the parser without being hashed.
+        if value.len() > token::MAX_TOKEN_BYTES {
+            return self.decide_value(store, context_id, value, now_ms);
+        }
         let digest = verified::digest(value);
         let now_s = now_ms as f64 / 1000.0;
         if self.cache.keys().is_some() && !self.cache.is_stale(now_ms) {
@@ -113,14 +117,18 @@ impl Gate {
                 return Outcome::Allow(claims);
             }
         }
-        let outcome = match token::parse(value) {
-            Ok(token) => self.decide(store, context_id, token, now_ms, true),
-            Err(e) => Outcome::Deny(e.denial()),
-        };
+        let outcome = self.decide_value(store, context_id, value, now_ms);
         if let Outcome::Allow(claims) = &outcome {
             self.verified.insert(digest, self.cache.version(), claims, self.policy.clock_skew_seconds);
         }
         outcome
+    }
+
+    fn decide_value(&mut self, store: &dyn SharedData, context_id: u32, value: &[u8], now_ms: u64) -> Outcome {
+        match token::parse(value) {
+            Ok(token) => self.decide(store, context_id, token, now_ms, true),
+            Err(e) => Outcome::Deny(e.denial()),
+        }
     }
 
     /// A paused request went away (client reset, stream end): forget it.
