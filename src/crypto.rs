@@ -4,6 +4,7 @@
 //! selected by anything a client sends. Keys are parsed once, when a key set is loaded; a
 //! verification is one call on a ready key.
 
+use crate::hostcrypto::{self, RustOnly, SignatureHost};
 use p256::ecdsa::signature::Verifier as _;
 use rsa::{BoxedUint, Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -77,21 +78,30 @@ pub enum KeyError {
     Ed25519,
 }
 
-/// A public key, ready to verify signatures.
+/// A public key, ready to verify signatures. RSA and EC keys also carry their DER
+/// SubjectPublicKeyInfo, prepared once, for a host that verifies natively ([`SignatureHost`]).
 #[derive(Clone)]
 pub enum PublicKey {
-    Rsa(Box<rsa::PublicKey>),
-    P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
+    Rsa(Box<RsaKey>),
+    P256 { key: p256::ecdsa::VerifyingKey, spki: Box<[u8]> },
+    P384 { key: p384::ecdsa::VerifyingKey, spki: Box<[u8]> },
     Ed25519(ed25519_compact::PublicKey),
+}
+
+/// An RSA public key with its SubjectPublicKeyInfo and its size in bytes.
+#[derive(Clone)]
+pub struct RsaKey {
+    key: rsa::PublicKey,
+    spki: Box<[u8]>,
+    size: usize,
 }
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             PublicKey::Rsa(_) => "PublicKey::Rsa",
-            PublicKey::P256(_) => "PublicKey::P256",
-            PublicKey::P384(_) => "PublicKey::P384",
+            PublicKey::P256 { .. } => "PublicKey::P256",
+            PublicKey::P384 { .. } => "PublicKey::P384",
             PublicKey::Ed25519(_) => "PublicKey::Ed25519",
         })
     }
@@ -109,19 +119,22 @@ impl PublicKey {
         // The rsa crate also refuses even moduli, e < 2, e >= n and e > 2^33 - 1.
         let key = rsa::PublicKey::new_with_size_limits(n, e, RSA_MIN_BITS..=RSA_MAX_BITS)
             .map_err(|_| KeyError::RsaMalformed)?;
-        Ok(PublicKey::Rsa(Box::new(key)))
+        let spki = hostcrypto::rsa_spki(modulus, exponent).into_boxed_slice();
+        Ok(PublicKey::Rsa(Box::new(RsaKey { key, spki, size: bits.div_ceil(8) })))
     }
 
     /// A P-256 key from its affine coordinates (exactly 32 bytes each, RFC 7518 6.2.1.2).
     pub fn p256(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
         let point = uncompressed_point(x, y, 32)?;
-        p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(PublicKey::P256).map_err(|_| KeyError::EcPoint)
+        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| KeyError::EcPoint)?;
+        Ok(PublicKey::P256 { key, spki: hostcrypto::ec_spki(hostcrypto::P256, &point).into_boxed_slice() })
     }
 
     /// A P-384 key from its affine coordinates (exactly 48 bytes each).
     pub fn p384(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
         let point = uncompressed_point(x, y, 48)?;
-        p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map(PublicKey::P384).map_err(|_| KeyError::EcPoint)
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| KeyError::EcPoint)?;
+        Ok(PublicKey::P384 { key, spki: hostcrypto::ec_spki(hostcrypto::P384, &point).into_boxed_slice() })
     }
 
     /// An Ed25519 key from its 32-byte encoding.
@@ -136,29 +149,59 @@ impl PublicKey {
             PublicKey::Rsa(_) => {
                 matches!(alg, Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512)
             }
-            PublicKey::P256(_) => alg == Alg::ES256,
-            PublicKey::P384(_) => alg == Alg::ES384,
+            PublicKey::P256 { .. } => alg == Alg::ES256,
+            PublicKey::P384 { .. } => alg == Alg::ES384,
             PublicKey::Ed25519(_) => alg == Alg::EdDSA,
         }
     }
 
+    /// True only if `signature` is a valid `alg` signature of `message` under this key,
+    /// verified in Rust. Same as [`PublicKey::verify_with`] with [`RustOnly`].
+    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+        self.verify_with(alg, message, signature, &RustOnly)
+    }
+
     /// True only if `signature` is a valid `alg` signature of `message` under this key.
     ///
-    /// Encodings are checked exactly as JWA specifies: RSA signatures as long as the modulus,
-    /// ECDSA as fixed-length `r || s` with both in range, Ed25519 as 64 canonical bytes.
-    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+    /// Encodings are checked here, exactly as JWA specifies, before anything else sees them:
+    /// RSA signatures as long as the modulus, ECDSA as fixed-length `r || s` with both in
+    /// range, Ed25519 as 64 canonical bytes. RS* and ES* signatures are then checked by `host`
+    /// when it answers, and in Rust when it does not; PS* and EdDSA always in Rust.
+    pub fn verify_with(&self, alg: Alg, message: &[u8], signature: &[u8], host: &dyn SignatureHost) -> bool {
         if !self.fits(alg) {
             return false;
         }
         match self {
-            PublicKey::Rsa(key) => verify_rsa(key, alg, message, signature),
-            PublicKey::P256(key) => {
-                signature.len() == 64
-                    && p256::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            PublicKey::Rsa(rsa) => {
+                if signature.len() != rsa.size {
+                    return false;
+                }
+                let hash = match alg {
+                    Alg::RS256 => "sha256",
+                    Alg::RS384 => "sha384",
+                    Alg::RS512 => "sha512",
+                    _ => return verify_rsa(&rsa.key, alg, message, signature),
+                };
+                host.verify(hash, &rsa.spki, signature, message)
+                    .unwrap_or_else(|| verify_rsa(&rsa.key, alg, message, signature))
             }
-            PublicKey::P384(key) => {
-                signature.len() == 96
-                    && p384::ecdsa::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+            PublicKey::P256 { key, spki } => {
+                let Some(sig) =
+                    (signature.len() == 64).then(|| p256::ecdsa::Signature::from_slice(signature).ok()).flatten()
+                else {
+                    return false;
+                };
+                host.verify("sha256", spki, &hostcrypto::ecdsa_der(signature), message)
+                    .unwrap_or_else(|| key.verify(message, &sig).is_ok())
+            }
+            PublicKey::P384 { key, spki } => {
+                let Some(sig) =
+                    (signature.len() == 96).then(|| p384::ecdsa::Signature::from_slice(signature).ok()).flatten()
+                else {
+                    return false;
+                };
+                host.verify("sha384", spki, &hostcrypto::ecdsa_der(signature), message)
+                    .unwrap_or_else(|| key.verify(message, &sig).is_ok())
             }
             PublicKey::Ed25519(key) => {
                 ed25519_compact::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
@@ -251,6 +294,101 @@ mod tests {
         assert_eq!(PublicKey::p256(&[1; 32], &[2; 32]).err(), Some(KeyError::EcPoint));
         assert_eq!(PublicKey::p256(&[1; 31], &[2; 32]).err(), Some(KeyError::EcLength));
         assert_eq!(PublicKey::p384(&[1; 32], &[2; 32]).err(), Some(KeyError::EcLength));
+    }
+
+    /// What a host was asked: hash, SPKI, signature, message.
+    type Asked = (String, Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// A host that records what it was asked and gives a fixed answer.
+    #[derive(Debug, Default)]
+    struct Host {
+        answer: Option<bool>,
+        asked: std::cell::RefCell<Vec<Asked>>,
+    }
+
+    impl SignatureHost for Host {
+        fn verify(&self, hash: &str, spki: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+            self.asked.borrow_mut().push((hash.to_owned(), spki.to_vec(), signature.to_vec(), message.to_vec()));
+            self.answer
+        }
+    }
+
+    fn host(answer: Option<bool>) -> Host {
+        Host { answer, ..Host::default() }
+    }
+
+    #[test]
+    fn rsa_goes_to_the_host_with_its_spki_only_for_pkcs1_and_only_when_the_length_fits() {
+        use rsa::pkcs8::DecodePublicKey as _;
+        let mut modulus = vec![0xff; 256];
+        modulus[255] = 0xfb;
+        let key = PublicKey::rsa(&modulus, &[1, 0, 1]).unwrap();
+        for (alg, hash) in [(Alg::RS256, "sha256"), (Alg::RS384, "sha384"), (Alg::RS512, "sha512")] {
+            let yes = host(Some(true));
+            assert!(key.verify_with(alg, b"msg", &[5; 256], &yes));
+            let asked = yes.asked.borrow();
+            assert_eq!(asked.len(), 1);
+            assert_eq!((asked[0].0.as_str(), &asked[0].2[..], &asked[0].3[..]), (hash, &[5u8; 256][..], &b"msg"[..]));
+            let PublicKey::Rsa(ours) = &key else { unreachable!() };
+            assert!(rsa::PublicKey::from_public_key_der(&asked[0].1).unwrap() == ours.key);
+            // The host's "no" is final; no answer means Rust decides (and this is no signature).
+            assert!(!key.verify_with(alg, b"msg", &[5; 256], &host(Some(false))));
+            assert!(!key.verify_with(alg, b"msg", &[5; 256], &host(None)));
+        }
+        // Lengths other than the modulus's never reach the host, whatever it would say.
+        for len in [0, 255, 257, 512] {
+            let yes = host(Some(true));
+            assert!(!key.verify_with(Alg::RS256, b"msg", &vec![5; len], &yes));
+            assert!(yes.asked.borrow().is_empty());
+        }
+        // PSS is checked in Rust: the host would apply PKCS #1 v1.5.
+        let yes = host(Some(true));
+        assert!(!key.verify_with(Alg::PS256, b"msg", &[5; 256], &yes));
+        assert!(yes.asked.borrow().is_empty());
+    }
+
+    #[test]
+    fn ecdsa_goes_to_the_host_as_der_only_when_r_and_s_are_in_range() {
+        use p256::ecdsa::signature::Signer as _;
+        use p256::pkcs8::DecodePublicKey as _;
+        let signing = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+        let point = signing.verifying_key().to_sec1_point(false);
+        let (x, y) = (&point.as_bytes()[1..33], &point.as_bytes()[33..]);
+        let key = PublicKey::p256(x, y).unwrap();
+        let signature: p256::ecdsa::Signature = signing.sign(b"msg");
+        let fixed = signature.to_bytes();
+        assert!(key.verify_with(Alg::ES256, b"msg", &fixed, &RustOnly));
+        assert!(key.verify_with(Alg::ES256, b"msg", &fixed, &host(None)));
+
+        let no = host(Some(false));
+        assert!(!key.verify_with(Alg::ES256, b"msg", &fixed, &no));
+        let asked = no.asked.borrow();
+        assert_eq!(asked[0].0, "sha256");
+        assert_eq!(p256::ecdsa::Signature::from_der(&asked[0].2).unwrap(), signature);
+        let spki = p256::PublicKey::from_public_key_der(&asked[0].1).unwrap();
+        assert_eq!(spki, p256::PublicKey::from_sec1_bytes(point.as_bytes()).unwrap());
+
+        // r = 0, s = 0, s = n, and wrong lengths never reach the host.
+        let order = hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+        let mut s_is_n = fixed.to_vec();
+        s_is_n[32..].copy_from_slice(&order);
+        let mut zero_r = fixed.to_vec();
+        zero_r[..32].fill(0);
+        let mut zero_s = fixed.to_vec();
+        zero_s[32..].fill(0);
+        for bad in [zero_r, zero_s, s_is_n, fixed[..63].to_vec(), [&fixed[..], &[0]].concat()] {
+            let yes = host(Some(true));
+            assert!(!key.verify_with(Alg::ES256, b"msg", &bad, &yes));
+            assert!(yes.asked.borrow().is_empty());
+        }
+    }
+
+    fn hex32(hex: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
     }
 
     #[test]

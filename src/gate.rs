@@ -8,6 +8,7 @@
 use crate::config::{FilterConfig, KeySource};
 use crate::deny::Denial;
 use crate::host::SharedData;
+use crate::hostcrypto::{RustOnly, SignatureHost};
 use crate::keycache::{FetchPolicy, FetchResult, KeyCache, SyncResult, MIN_REFETCH_MS};
 use crate::token::{self, Token};
 use crate::verified::{self, VerifiedCache};
@@ -58,6 +59,7 @@ pub struct Gate {
     cache: KeyCache,
     paused: Vec<Paused>,
     verified: VerifiedCache,
+    host: Box<dyn SignatureHost>,
 }
 
 impl Gate {
@@ -74,7 +76,19 @@ impl Gate {
                 },
             ),
         };
-        Gate { policy: config.policy.clone(), cache, paused: Vec::new(), verified: VerifiedCache::default() }
+        Gate {
+            policy: config.policy.clone(),
+            cache,
+            paused: Vec::new(),
+            verified: VerifiedCache::default(),
+            host: Box::new(RustOnly),
+        }
+    }
+
+    /// Lets `host` check RS* and ES* signatures (Envoy's BoringSSL); by default all are checked in Rust.
+    pub fn with_signature_host(mut self, host: Box<dyn SignatureHost>) -> Gate {
+        self.host = host;
+        self
     }
 
     /// Prepares the shared record; call once at configure time.
@@ -179,7 +193,7 @@ impl Gate {
         if self.cache.is_stale(now_ms) {
             return Outcome::Deny(Denial::KeysUnavailable);
         }
-        match verify::verify(&token, &keys, &self.policy, now_ms as f64 / 1000.0) {
+        match verify::verify_with(&token, &keys, &self.policy, now_ms as f64 / 1000.0, self.host.as_ref()) {
             Ok(claims) => Outcome::Allow(claims),
             Err(Denial::UnknownKey) if may_wait && verify::names_unknown_kid(&token, &keys) => {
                 match self.cache.want_refetch(store) {

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod deny;
 pub mod gate;
 pub mod host;
+pub mod hostcrypto;
 pub mod json;
 pub mod jwks;
 pub mod keycache;

@@ -20,6 +20,10 @@ pub enum Counter {
     KeysSkipped,
     /// Times a fetched key set differed from the previous one.
     KeySetChanged,
+    /// RS*/ES* signatures checked by Envoy (BoringSSL, the `verify_signature` foreign function).
+    SignatureByEnvoy,
+    /// RS*/ES* signatures checked in Wasm because Envoy gave no answer (function missing or forbidden).
+    SignatureEnvoyUnavailable,
 }
 
 impl Counter {
@@ -33,6 +37,8 @@ impl Counter {
             Counter::FetchFailed,
             Counter::KeysSkipped,
             Counter::KeySetChanged,
+            Counter::SignatureByEnvoy,
+            Counter::SignatureEnvoyUnavailable,
         ]);
         all
     }
@@ -47,6 +53,8 @@ impl Counter {
             Counter::FetchFailed => "tokengate.jwks.fetch_failed".to_owned(),
             Counter::KeysSkipped => "tokengate.jwks.keys_skipped".to_owned(),
             Counter::KeySetChanged => "tokengate.jwks.changed".to_owned(),
+            Counter::SignatureByEnvoy => "tokengate.signatures.by_envoy".to_owned(),
+            Counter::SignatureEnvoyUnavailable => "tokengate.signatures.envoy_unavailable".to_owned(),
         }
     }
 
@@ -60,6 +68,8 @@ impl Counter {
             Counter::FetchFailed => 3 + Denial::ALL.len(),
             Counter::KeysSkipped => 4 + Denial::ALL.len(),
             Counter::KeySetChanged => 5 + Denial::ALL.len(),
+            Counter::SignatureByEnvoy => 6 + Denial::ALL.len(),
+            Counter::SignatureEnvoyUnavailable => 7 + Denial::ALL.len(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! is trusted before its signature verifies; header fields only choose candidate keys.
 
 use crate::deny::Denial;
+use crate::hostcrypto::{RustOnly, SignatureHost};
 use crate::jwks::{Jwk, KeySet};
 use crate::token::{ScopeClaim, Token};
 
@@ -44,9 +45,22 @@ pub struct VerifiedClaims {
     pub expires_at: Option<f64>,
 }
 
-/// Verifies `token` with `keys` under `policy` at `now` (Unix seconds).
+/// Verifies `token` with `keys` under `policy` at `now` (Unix seconds), signatures in Rust.
 pub fn verify(token: &Token, keys: &KeySet, policy: &Policy, now: f64) -> Result<VerifiedClaims, Denial> {
-    check_signature(token, keys)?;
+    verify_with(token, keys, policy, now, &RustOnly)
+}
+
+/// [`verify`], with signatures checked by `host` where it can (see [`PublicKey::verify_with`]).
+///
+/// [`PublicKey::verify_with`]: crate::crypto::PublicKey::verify_with
+pub fn verify_with(
+    token: &Token,
+    keys: &KeySet,
+    policy: &Policy,
+    now: f64,
+    host: &dyn SignatureHost,
+) -> Result<VerifiedClaims, Denial> {
+    check_signature(token, keys, host)?;
     let claims = &token.claims;
     let skew = policy.clock_skew_seconds as f64;
     // RFC 7519 4.1.4: the token must not be accepted on or after `exp`.
@@ -93,14 +107,14 @@ fn candidates<'a>(token: &'a Token, keys: &'a KeySet) -> impl Iterator<Item = &'
         .filter(move |key| key.accepts(token.alg))
 }
 
-fn check_signature(token: &Token, keys: &KeySet) -> Result<(), Denial> {
+fn check_signature(token: &Token, keys: &KeySet, host: &dyn SignatureHost) -> Result<(), Denial> {
     let mut tried = 0;
     for key in candidates(token, keys) {
         if tried == MAX_CANDIDATE_KEYS {
             break;
         }
         tried += 1;
-        if key.key.verify(token.alg, token.signing_input(), &token.signature) {
+        if key.key.verify_with(token.alg, token.signing_input(), &token.signature, host) {
             return Ok(());
         }
     }

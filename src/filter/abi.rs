@@ -13,6 +13,10 @@ const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
 
+/// The statuses a host gives for a foreign function it lacks (NotFound), forbids (Envoy:
+/// InternalFailure) or does not implement (Unimplemented).
+pub const FOREIGN_FUNCTION_UNAVAILABLE: [HostStatus; 3] = [HostStatus(NOT_FOUND), HostStatus(10), HostStatus(12)];
+
 /// proxy-wasm map types.
 pub const REQUEST_HEADERS: u32 = 0;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
@@ -78,6 +82,14 @@ extern "C" {
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        arguments: *const u8,
+        arguments_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
 }
 
 fn check(status: u32) -> Result<(), HostStatus> {
@@ -206,6 +218,24 @@ pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
     let mut id = 0u32;
     check(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
+}
+
+/// Calls a host foreign function; the host's status comes back as a plain integer.
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, HostStatus> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    // Whatever the status, a buffer the host allocated is ours to free.
+    let results = unsafe { owned(data, size) };
+    check(status).map(|()| results)
 }
 
 /// Adds one to a counter.

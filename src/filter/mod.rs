@@ -10,6 +10,7 @@ use crate::config::{self, FilterConfig, KeySource, RemoteJwks};
 use crate::deny::Denial;
 use crate::gate::{self, Gate, Outcome, Resolved};
 use crate::host::{GetError, SetError, SharedData};
+use crate::hostcrypto::{self, SignatureHost};
 use crate::jwks::MAX_JWKS_BYTES;
 use crate::keycache::{FetchResult, SyncResult};
 use crate::metrics::Counter;
@@ -17,7 +18,7 @@ use crate::verify::VerifiedClaims;
 use abi::Level;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -45,6 +46,60 @@ impl SharedData for HostSharedData {
             abi::SharedWrite::CasMismatch => Err(SetError::CasMismatch),
             abi::SharedWrite::Failed => Err(SetError::Host),
         }
+    }
+}
+
+/// Envoy's BoringSSL through the `verify_signature` foreign function. After the host says the
+/// function does not exist or is not allowed (`capability_restriction_config`), this VM stops
+/// asking and every signature is checked in Rust.
+#[derive(Debug)]
+struct EnvoyCrypto {
+    unavailable: Cell<bool>,
+    by_envoy: Option<u32>,
+    envoy_unavailable: Option<u32>,
+}
+
+impl EnvoyCrypto {
+    fn new() -> EnvoyCrypto {
+        EnvoyCrypto {
+            unavailable: Cell::new(false),
+            by_envoy: abi::define_counter(&Counter::SignatureByEnvoy.name()).ok(),
+            envoy_unavailable: abi::define_counter(&Counter::SignatureEnvoyUnavailable.name()).ok(),
+        }
+    }
+
+    fn ask(&self, hash: &str, spki: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        if self.unavailable.get() {
+            return None;
+        }
+        let arguments = hostcrypto::encode_arguments(hash, spki, signature, message);
+        match abi::call_foreign_function(hostcrypto::FUNCTION, &arguments) {
+            Ok(results) => hostcrypto::decode_result(&results),
+            Err(status) => {
+                // NotFound: no such function. InternalFailure: Envoy's answer when
+                // `capability_restriction_config` forbids the call. Unimplemented: other hosts.
+                // (BadArgument is about this one key or signature: the next call may work.)
+                if abi::FOREIGN_FUNCTION_UNAVAILABLE.contains(&status) {
+                    self.unavailable.set(true);
+                    abi::log(
+                        Level::Info,
+                        &format!("host signature checks unavailable (status {}): verifying RS*/ES* in Wasm", status.0),
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+impl SignatureHost for EnvoyCrypto {
+    fn verify(&self, hash: &str, spki: &[u8], signature: &[u8], message: &[u8]) -> Option<bool> {
+        let answer = self.ask(hash, spki, signature, message);
+        let counter = if answer.is_some() { self.by_envoy } else { self.envoy_unavailable };
+        if let Some(id) = counter {
+            abi::increment(id);
+        }
+        answer
     }
 }
 
@@ -267,7 +322,7 @@ impl RootContext for Root {
             KeySource::Remote(remote) => Some(remote.clone()),
             KeySource::Local(_) => None,
         };
-        let mut gate = Gate::new(&config);
+        let mut gate = Gate::new(&config).with_signature_host(Box::new(EnvoyCrypto::new()));
         gate.start(&HostSharedData);
         let worker = Worker {
             gate,

@@ -7,8 +7,20 @@ use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
+/// Through a stock Envoy, RS* and ES* signatures are checked by Envoy's BoringSSL
+/// (`verify_signature`); every case must give the same answer as in Wasm, below.
 #[test]
 fn every_shared_case_gets_its_expected_status() {
+    run_every_case(false);
+}
+
+/// With the foreign-function capability forbidden, every signature is checked in Wasm.
+#[test]
+fn every_shared_case_gets_its_expected_status_with_signatures_checked_in_wasm() {
+    run_every_case(true);
+}
+
+fn run_every_case(in_wasm: bool) {
     let dir = cases_dir();
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(dir.join("cases.json")).unwrap()).unwrap();
     assert!(!cases.is_empty());
@@ -28,7 +40,11 @@ fn every_shared_case_gets_its_expected_status() {
             plugin_config: remote_config(&format!("/cases/{file}"), json!({})),
         })
         .collect();
-    let envoy = Envoy::start(&listeners, keys.port, function.port, 2);
+    let envoy = if in_wasm {
+        Envoy::start_without_foreign_functions(&listeners, keys.port, function.port, 2)
+    } else {
+        Envoy::start(&listeners, keys.port, function.port, 2)
+    };
 
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -61,7 +77,23 @@ fn every_shared_case_gets_its_expected_status() {
     }
     envoy.assert_healthy();
     assert!(failures.is_empty(), "{} of {checked} case requests failed:\n{}", failures.len(), failures.join("\n"));
-    eprintln!("{checked} case requests over {} cases gave their expected status", cases.len());
+    let (by_envoy, in_wasm_fallback) = (
+        envoy.counter("wasmcustom.tokengate.signatures.by_envoy"),
+        envoy.counter("wasmcustom.tokengate.signatures.envoy_unavailable"),
+    );
+    if in_wasm {
+        assert_eq!(by_envoy, 0);
+        assert!(in_wasm_fallback > 0, "no RS/ES signature reached the Wasm fallback");
+        assert!(envoy.log().contains("host signature checks unavailable"), "{}", envoy.log());
+    } else {
+        assert!(by_envoy > 0, "no signature was checked by Envoy");
+        assert_eq!(in_wasm_fallback, 0);
+    }
+    eprintln!(
+        "{checked} case requests over {} cases gave their expected status (signatures by Envoy {by_envoy}, \
+         in Wasm for lack of Envoy {in_wasm_fallback})",
+        cases.len()
+    );
 }
 
 #[test]

@@ -328,10 +328,45 @@ impl Envoy {
         function_port: u16,
         concurrency: u32,
     ) -> Result<Envoy, String> {
+        Envoy::launch_with(listeners, keys_port, function_port, concurrency, None)
+    }
+
+    /// Like [`Envoy::start`], with the filter's `capability_restriction_config` allowing every
+    /// proxy-wasm and WASI capability except `proxy_call_foreign_function`: so the filter gets
+    /// no signature checks from Envoy and verifies every signature in Wasm.
+    pub fn start_without_foreign_functions(
+        listeners: &[ListenerSpec],
+        keys_port: u16,
+        function_port: u16,
+        concurrency: u32,
+    ) -> Envoy {
+        let allowed: serde_json::Map<String, Value> =
+            CAPABILITIES_BUT_FOREIGN_FUNCTIONS.iter().map(|name| (name.to_string(), json!({}))).collect();
+        let restriction = json!({"allowed_capabilities": allowed});
+        Envoy::launch_with(listeners, keys_port, function_port, concurrency, Some(restriction))
+            .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
+    }
+
+    fn launch_with(
+        listeners: &[ListenerSpec],
+        keys_port: u16,
+        function_port: u16,
+        concurrency: u32,
+        capability_restriction: Option<Value>,
+    ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
         let wasm = wasm();
-        let listener_json: Vec<Value> =
-            listeners.iter().map(|spec| listener(&spec.name, &spec.plugin_config, &wasm)).collect();
+        let listener_json: Vec<Value> = listeners
+            .iter()
+            .map(|spec| {
+                let mut value = listener(&spec.name, &spec.plugin_config, &wasm);
+                if let Some(restriction) = &capability_restriction {
+                    value["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+                        ["config"]["capability_restriction_config"] = restriction.clone();
+                }
+                value
+            })
+            .collect();
         let config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "stats_config": {"stats_tags": [{"tag_name": "reason", "regex": PROMETHEUS_REASON_TAG}]},
@@ -468,6 +503,92 @@ fn listener(name: &str, plugin_config: &Value, wasm: &Path) -> Value {
         }]}]
     })
 }
+
+/// Every proxy-wasm ABI 0.2.1 host function and callback, and the WASI calls a Rust module
+/// makes, except `proxy_call_foreign_function`.
+const CAPABILITIES_BUT_FOREIGN_FUNCTIONS: &[&str] = &[
+    "proxy_log",
+    "proxy_get_log_level",
+    "proxy_get_current_time_nanoseconds",
+    "proxy_set_tick_period_milliseconds",
+    "proxy_get_buffer_bytes",
+    "proxy_set_buffer_bytes",
+    "proxy_get_header_map_pairs",
+    "proxy_set_header_map_pairs",
+    "proxy_get_header_map_value",
+    "proxy_add_header_map_value",
+    "proxy_replace_header_map_value",
+    "proxy_remove_header_map_value",
+    "proxy_get_property",
+    "proxy_set_property",
+    "proxy_get_shared_data",
+    "proxy_set_shared_data",
+    "proxy_register_shared_queue",
+    "proxy_resolve_shared_queue",
+    "proxy_dequeue_shared_queue",
+    "proxy_enqueue_shared_queue",
+    "proxy_continue_stream",
+    "proxy_close_stream",
+    "proxy_send_local_response",
+    "proxy_http_call",
+    "proxy_grpc_call",
+    "proxy_grpc_stream",
+    "proxy_grpc_send",
+    "proxy_grpc_cancel",
+    "proxy_grpc_close",
+    "proxy_get_status",
+    "proxy_set_effective_context",
+    "proxy_done",
+    "proxy_define_metric",
+    "proxy_increment_metric",
+    "proxy_record_metric",
+    "proxy_get_metric",
+    "proxy_continue_request",
+    "proxy_continue_response",
+    "proxy_send_http_response",
+    "proxy_clear_route_cache",
+    "proxy_abi_version_0_2_1",
+    "proxy_abi_version_0_2_0",
+    "proxy_on_vm_start",
+    "proxy_on_configure",
+    "proxy_on_context_create",
+    "proxy_on_done",
+    "proxy_on_delete",
+    "proxy_on_log",
+    "proxy_on_tick",
+    "proxy_on_request_headers",
+    "proxy_on_request_body",
+    "proxy_on_request_trailers",
+    "proxy_on_response_headers",
+    "proxy_on_response_body",
+    "proxy_on_response_trailers",
+    "proxy_on_http_call_response",
+    "proxy_on_queue_ready",
+    "proxy_on_foreign_function",
+    "proxy_on_memory_allocate",
+    "malloc",
+    "_start",
+    "_initialize",
+    "main",
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_seek",
+    "fd_fdstat_get",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "random_get",
+    "proc_exit",
+    "sched_yield",
+    "poll_oneoff",
+    "path_open",
+    "path_filestat_get",
+];
 
 fn cluster(name: &str, port: u16) -> Value {
     json!({
