@@ -62,7 +62,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the key service: the token admin API and the public per-namespace JWKS
+    /// Run the key service: the token admin API, the public per-namespace JWKS and the tokens
+    /// console (/console)
     Serve(ServeArgs),
     /// Create, list, show and delete tokens through the service's admin API
     #[command(subcommand)]
@@ -77,7 +78,9 @@ pub enum Command {
                         database on localhost or a trusted network.\n\n\
                         Each replica keeps a namespace's JWKS in memory for at most 1 s: a token \
                         created or deleted through another replica shows in this one's JWKS within \
-                        that second (at once for its own creates and deletes).")]
+                        that second (at once for its own creates and deletes).\n\n\
+                        The tokens console: open http://LISTEN/console in a browser and sign in \
+                        with the admin token to list, generate and delete tokens.")]
 pub struct ServeArgs {
     /// Address to listen on
     #[arg(long, default_value = "127.0.0.1:8081")]

@@ -6,6 +6,7 @@ mod access_log;
 mod auth;
 pub mod body;
 pub mod config;
+pub mod console;
 mod error;
 pub mod limits;
 pub mod metrics;
@@ -65,13 +66,12 @@ pub fn serve(config: ServerConfig) -> Result<(), ServeError> {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+        let address = listener.local_addr()?;
         eprintln!(
-            "tokengate: listening on http://{} (store {}, issuer {}, at most {} keys per namespace)",
-            listener.local_addr()?,
-            config.store,
-            config.issuer,
-            config.max_keys_per_namespace
+            "tokengate: listening on http://{address} (store {}, issuer {}, at most {} keys per namespace)",
+            config.store, config.issuer, config.max_keys_per_namespace
         );
+        eprintln!("tokengate: tokens console at http://{address}{}", console::CONSOLE_ROUTE);
         axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
         eprintln!("tokengate: stopped");
         Ok(())

@@ -1,6 +1,7 @@
 //! The HTTP API: the public JWKS route, the admin token routes and `/metrics`, as thin handlers
 //! over [`TokenService`], the JWKS and admin routes each with its own budget of requests in
-//! flight (see [`super::limits`]). Every answer is counted (see [`super::metrics`]).
+//! flight (see [`super::limits`]); and the tokens console ([`super::console`]), a static page
+//! over the admin routes. Every answer is counted (see [`super::metrics`]).
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use super::access_log::log_request;
 use super::auth::require_admin;
 use super::body::{parse_create, BODY_LIMIT_BYTES};
 use super::config::AdminToken;
+use super::console;
 use super::error::ApiError;
 use super::limits::{request_budget, time_limit, ADMIN_REQUESTS, PUBLIC_REQUESTS};
 use super::metrics::count_answers;
@@ -62,11 +64,14 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::map_response(no_store));
     // Outside both budgets: it reads a few atomics, so a JWKS flood cannot make it wait.
     let scrape = Router::new().route(METRICS_ROUTE, get(metrics_exposition));
+    // Constants from the binary: no budget to take, nothing secret to guard.
+    let console = console::routes();
     let counted = Arc::clone(state.service.metrics());
     Router::new()
         .merge(public)
         .merge(admin)
         .merge(scrape)
+        .merge(console)
         .fallback(|| async { ApiError::NotFound("no such route") })
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn(time_limit))

@@ -11,6 +11,7 @@
 mod admin_api;
 mod backend;
 mod cli;
+mod console;
 mod limits;
 mod metrics;
 mod replicas;
