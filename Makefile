@@ -15,7 +15,7 @@ TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tok
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm oci cli envoy postgres demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-smoke lint fmt clean
+.PHONY: help build wasm oci cli envoy postgres browser console-screenshots demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-smoke lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -66,10 +66,24 @@ postgres: ## Install PostgreSQL if missing, run it on 127.0.0.1:5432, create rol
 	echo "postgres: PostgreSQL $$version on 127.0.0.1:5432 is ready for the tests:"; \
 	echo "  export TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL)"
 
+browser: ## Install Debian's chromium and the console test's playwright-core
+	@command -v node >/dev/null || { echo "browser: the console test needs Node.js 20 or later (node, npm)" >&2; exit 1; }
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "browser: installing Debian's chromium"; \
+	  $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+	@lock=tests/browser/node_modules/.package-lock.json; \
+	if [ ! -f $$lock ] || [ tests/browser/package-lock.json -nt $$lock ] || [ tests/browser/package.json -nt $$lock ]; then \
+	  cd tests/browser && npm ci --no-audit --no-fund; \
+	fi
+
+console-screenshots: build envoy browser ## Refresh the console screenshots in docs/console/ (the browser test saves them)
+	SCREENSHOTS_DIR=$(CURDIR)/docs/console TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e console
+
 demo: build envoy ## Run the demo: key service + function + Envoy with the filter, then curl (DEMO_ONCE=1 to exit)
 	./envoy/demo.sh
 
-test: build envoy postgres ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke, lint
+test: build envoy postgres browser ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke, lint
 	TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL) TOKENGATE_REQUIRE_POSTGRES=1 TOKENGATE_BIN=$(CLI) \
 	  $(CLI_ENV) cargo test --release --workspace --no-fail-fast
 	$(MAKE) fuzz-smoke
@@ -78,7 +92,7 @@ test: build envoy postgres ## Run all tests: unit, key service (SQLite and Postg
 test-unit: ## Only the native unit and integration tests (no Envoy needed)
 	$(CLI_ENV) cargo test --release --workspace --lib --bins --test interop --test deploy_files --test istio
 
-test-e2e: build envoy ## Only the end-to-end tests on the real Envoy
+test-e2e: build envoy browser ## Only the end-to-end tests on the real Envoy
 	TOKENGATE_BIN=$(CLI) $(CLI_ENV) cargo test --release --test e2e --test wasm_module --test oci
 
 bench: wasm envoy ## Benchmark tokengate vs no filter, a no-op Wasm filter and jwt_authn (table: bench/results/latest.md)

@@ -10,6 +10,7 @@ mod harness;
 
 mod cases;
 mod classes;
+mod console;
 mod demo;
 mod keys;
 mod lifecycle;
