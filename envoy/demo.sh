@@ -97,4 +97,5 @@ if [ "$failed" = 0 ]; then echo "Every step gave the expected status."; else ech
 if [ "${DEMO_ONCE:-0}" = 1 ]; then exit "$failed"; fi
 echo "Envoy, the key service and the function keep running; try your own curl. Ctrl-C stops them."
 echo "  export PATH=$PWD/target/release:\$PATH TOKENGATE_URL=$TOKENGATE_URL TOKENGATE_ADMIN_TOKEN=$TOKENGATE_ADMIN_TOKEN"
+echo "Or open the tokens console at $TOKENGATE_URL/console and sign in with that admin token."
 wait
