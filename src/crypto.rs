@@ -5,6 +5,7 @@
 //! verification is one call on a ready key.
 
 use crate::hostcrypto::{self, RustOnly, SignatureHost};
+use ed25519_dalek::Verifier as _;
 use p256::ecdsa::signature::Verifier as _;
 use rsa::{BoxedUint, Pkcs1v15Sign, Pss};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -85,7 +86,7 @@ pub enum PublicKey {
     Rsa(Box<RsaKey>),
     P256 { key: p256::ecdsa::VerifyingKey, spki: Box<[u8]> },
     P384 { key: p384::ecdsa::VerifyingKey, spki: Box<[u8]> },
-    Ed25519(ed25519_compact::PublicKey),
+    Ed25519(Box<ed25519_dalek::VerifyingKey>),
 }
 
 /// An RSA public key with its SubjectPublicKeyInfo and its size in bytes.
@@ -137,10 +138,18 @@ impl PublicKey {
         Ok(PublicKey::P384 { key, spki: hostcrypto::ec_spki(hostcrypto::P384, &point).into_boxed_slice() })
     }
 
-    /// An Ed25519 key from its 32-byte encoding.
+    /// An Ed25519 key from its 32-byte encoding: a canonical encoding of a point on the curve
+    /// that is not of small order (a small-order key would accept signatures of any message).
     pub fn ed25519(x: &[u8]) -> Result<PublicKey, KeyError> {
-        // Small-order and non-canonical points are refused by every verification.
-        ed25519_compact::PublicKey::from_slice(x).map(PublicKey::Ed25519).map_err(|_| KeyError::Ed25519)
+        let bytes: &[u8; 32] = x.try_into().map_err(|_| KeyError::Ed25519)?;
+        if !canonical_y(bytes) {
+            return Err(KeyError::Ed25519);
+        }
+        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Ed25519)?;
+        if key.is_weak() {
+            return Err(KeyError::Ed25519);
+        }
+        Ok(PublicKey::Ed25519(Box::new(key)))
     }
 
     /// Whether this key may verify `alg` at all (by key type and curve).
@@ -204,7 +213,10 @@ impl PublicKey {
                     .unwrap_or_else(|| key.verify(message, &sig).is_ok())
             }
             PublicKey::Ed25519(key) => {
-                ed25519_compact::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
+                // RFC 8032 5.1.7, cofactorless: `s` must be below L (checked by the crate), and
+                // the recomputed R must encode to exactly the signature's R bytes, so a
+                // non-canonical R never verifies.
+                ed25519_dalek::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
             }
         }
     }
@@ -233,6 +245,14 @@ fn uncompressed_point(x: &[u8], y: &[u8], size: usize) -> Result<Vec<u8>, KeyErr
     point.extend_from_slice(x);
     point.extend_from_slice(y);
     Ok(point)
+}
+
+/// Whether a 32-byte Ed25519 point encoding has its y below p = 2^255 - 19 (RFC 8032 5.1.3).
+fn canonical_y(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    // The only 255-bit values >= p are p..2^255-1: 0x7fff..ffed and up.
+    !(y[0] >= 0xed && y[1..31].iter().all(|b| *b == 0xff) && y[31] == 0x7f)
 }
 
 /// Bits in a big-endian unsigned integer, ignoring leading zero bytes.
@@ -392,13 +412,27 @@ mod tests {
     }
 
     #[test]
-    fn ed25519_refuses_small_order_and_bad_lengths() {
-        // The identity point (small order).
+    fn ed25519_refuses_small_order_non_canonical_and_bad_lengths() {
+        // Small order: the identity (y = 1) and the point of order 2 (y = p - 1).
         let mut identity = [0u8; 32];
         identity[0] = 1;
-        let small_order = PublicKey::ed25519(&identity).unwrap();
-        assert!(!small_order.verify(Alg::EdDSA, b"", &[0; 64]));
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        // Non-canonical: y = p + 1 encodes the identity again; y = p, with and without the sign bit.
+        let mut p_plus_one = order_two;
+        p_plus_one[0] = 0xee;
+        let mut p = order_two;
+        p[0] = 0xed;
+        let mut p_signed = p;
+        p_signed[31] = 0xff;
+        for bad in [identity, order_two, p_plus_one, p, p_signed] {
+            assert_eq!(PublicKey::ed25519(&bad).err(), Some(KeyError::Ed25519), "{bad:?}");
+        }
+        assert!(canonical_y(&order_two));
+        assert!(!canonical_y(&p) && !canonical_y(&p_plus_one) && !canonical_y(&[0xff; 32]));
         assert_eq!(PublicKey::ed25519(&[0; 31]).err(), Some(KeyError::Ed25519));
+
         let kp = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));
         let key = PublicKey::ed25519(kp.pk.as_ref()).unwrap();
         let sig = kp.sk.sign(b"msg", None);
@@ -406,5 +440,18 @@ mod tests {
         assert!(!key.verify(Alg::EdDSA, b"msh", sig.as_ref()));
         assert!(!key.verify(Alg::ES256, b"msg", sig.as_ref()));
         assert!(!key.verify(Alg::EdDSA, b"msg", &sig.as_ref()[..63]));
+        // s + L: the same s modulo L, but not canonical (RFC 8032 5.1.7 requires s < L).
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut malleated = sig.as_ref().to_vec();
+        let mut carry = 0u16;
+        for (byte, l) in malleated[32..].iter_mut().zip(L) {
+            let sum = u16::from(*byte) + u16::from(l) + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+        assert!(!key.verify(Alg::EdDSA, b"msg", &malleated));
     }
 }
