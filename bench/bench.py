@@ -11,6 +11,7 @@ Environment (all optional):
   BENCH_WARMUP     seconds of warm-up per Envoy start, same token (1; smoke 0)
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
+  BENCH_PIN        1: Envoy on the last CPU, wrk on the others (default on machines with 2+ CPUs), 0: no pinning
 """
 import base64
 import datetime
@@ -48,6 +49,15 @@ if os.environ.get("BENCH_CONFIGS"):
 if os.environ.get("BENCH_WORKLOADS"):
     WORKLOADS = [w for w in os.environ["BENCH_WORKLOADS"].split(",") if w]
 AUTH_CONFIGS = {"jwt_authn", "jwt_authn+cache", "tokengate"}
+# Envoy and wrk on separate CPUs, so neither steals the other's core and runs stay comparable.
+NCPU = os.cpu_count() or 1
+PIN = os.environ.get("BENCH_PIN", "1" if NCPU >= 2 else "0") == "1" and NCPU >= 2
+ENVOY_CPUS = [str(NCPU - 1)] if PIN else []
+WRK_CPUS = [",".join(str(c) for c in range(NCPU - 1))] if PIN else []
+
+
+def pinned(cpus, cmd):
+    return ["taskset", "-c", cpus[0]] + cmd if cpus else cmd
 
 
 def die(msg):
@@ -200,10 +210,10 @@ class Envoy:
 
     def start(self):
         # This (python) process stays alive as Envoy's parent for the whole run.
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(pinned(ENVOY_CPUS,
             [ENVOY, "-c", self.conf, "--concurrency", "1", "--base-id", str(self.base_id),
              "--log-level", "warn", "--log-path", self.logf,
-             "--drain-time-s", "0", "--parent-shutdown-time-s", "1"],
+             "--drain-time-s", "0", "--parent-shutdown-time-s", "1"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -271,8 +281,8 @@ def check(env, probes):
 # ---------------------------------------------------------------- load
 
 def wrk(port, token_file, duration):
-    cmd = ["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{duration}s", "--latency",
-           "-s", os.path.join(HERE, "rotate.lua"), f"http://127.0.0.1:{port}/", "--", token_file]
+    cmd = pinned(WRK_CPUS, ["wrk", f"-t{THREADS}", f"-c{CONNS}", f"-d{duration}s", "--latency",
+           "-s", os.path.join(HERE, "rotate.lua"), f"http://127.0.0.1:{port}/", "--", token_file])
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     except subprocess.TimeoutExpired:
@@ -406,7 +416,9 @@ def main():
     out = [f"# tokengate benchmark ({started})", "",
            f"Machine: {machine}.",
            f"Load: Envoy `--concurrency 1`, `direct_response` 200, no upstream; "
-           f"`wrk -t{THREADS} -c{CONNS} -d{DURATION}s` on the same machine; {ROUNDS} round(s), "
+           f"`wrk -t{THREADS} -c{CONNS} -d{DURATION}s` on the same machine; "
+           + (f"Envoy pinned to CPU {ENVOY_CPUS[0]}, wrk to CPU {WRK_CPUS[0]}; " if PIN else "no CPU pinning; ")
+           + f"{ROUNDS} round(s), "
            f"configuration order reversed every other round; {NTOKENS} distinct tokens per "
            f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}."
            + (" SMOKE run: numbers not meaningful." if SMOKE else ""),
