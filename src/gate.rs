@@ -11,8 +11,9 @@ use crate::host::SharedData;
 use crate::hostcrypto::{RustOnly, SignatureHost};
 use crate::keycache::{FetchPolicy, FetchResult, KeyCache, SyncResult, MIN_REFETCH_MS};
 use crate::token::{self, Token};
-use crate::verified::{self, VerifiedCache};
+use crate::verified::VerifiedCache;
 use crate::verify::{self, Policy, VerifiedClaims};
+use std::rc::Rc;
 
 /// Most paused requests per worker; past that, requests are decided at once.
 pub const MAX_PAUSED: usize = 1024;
@@ -22,7 +23,8 @@ const WAIT_SLACK_MS: u64 = 500;
 /// The answer to a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Allow(VerifiedClaims),
+    /// Allowed, with what the token proved (shared with the verified-token cache).
+    Allow(Rc<VerifiedClaims>),
     Deny(Denial),
     /// Paused: the answer comes later, from [`Gate::on_tick`] or [`Gate::on_fetch_done`].
     Paused,
@@ -32,7 +34,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub context_id: u32,
-    pub result: Result<VerifiedClaims, Denial>,
+    pub result: Result<Rc<VerifiedClaims>, Denial>,
 }
 
 /// What a tick asks the glue to do.
@@ -121,19 +123,15 @@ impl Gate {
         // A token that verified under the current key set, and has not expired since, is
         // allowed without parsing or checking its signature again.
         // Values too long to be a token are refused by the parser without being hashed.
-        if value.len() > token::MAX_TOKEN_BYTES {
-            return self.decide_value(store, context_id, value, now_ms);
-        }
-        let digest = verified::digest(value);
         let now_s = now_ms as f64 / 1000.0;
-        if self.cache.keys().is_some() && !self.cache.is_stale(now_ms) {
-            if let Some(claims) = self.verified.get(&digest, self.cache.version(), now_s) {
+        if value.len() <= token::MAX_TOKEN_BYTES && self.cache.keys().is_some() && !self.cache.is_stale(now_ms) {
+            if let Some(claims) = self.verified.get(value, self.cache.version(), now_s) {
                 return Outcome::Allow(claims);
             }
         }
         let outcome = self.decide_value(store, context_id, value, now_ms);
         if let Outcome::Allow(claims) = &outcome {
-            self.verified.insert(digest, self.cache.version(), claims, self.policy.clock_skew_seconds);
+            self.verified.insert(value, self.cache.version(), claims, self.policy.clock_skew_seconds);
         }
         outcome
     }
@@ -194,7 +192,7 @@ impl Gate {
             return Outcome::Deny(Denial::KeysUnavailable);
         }
         match verify::verify_with(&token, &keys, &self.policy, now_ms as f64 / 1000.0, self.host.as_ref()) {
-            Ok(claims) => Outcome::Allow(claims),
+            Ok(claims) => Outcome::Allow(Rc::new(claims)),
             Err(Denial::UnknownKey) if may_wait && verify::names_unknown_kid(&token, &keys) => {
                 match self.cache.want_refetch(store) {
                     Some(target) => {

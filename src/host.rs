@@ -77,11 +77,11 @@ pub fn encode_map(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Header pairs as raw bytes: (name, value).
-pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// Header pairs as raw bytes: (name, value), borrowed from the encoded map.
+pub type HeaderPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
 
-/// Decodes the proxy-wasm map format; `None` if the bytes are inconsistent.
-pub fn decode_map(bytes: &[u8]) -> Option<HeaderPairs> {
+/// Decodes the proxy-wasm map format without copying; `None` if the bytes are inconsistent.
+pub fn decode_map(bytes: &[u8]) -> Option<HeaderPairs<'_>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -98,9 +98,9 @@ pub fn decode_map(bytes: &[u8]) -> Option<HeaderPairs> {
     for n in 0..count {
         let name_size = word(4 + n * 8)?;
         let value_size = word(8 + n * 8)?;
-        let name = bytes.get(at..at.checked_add(name_size)?)?.to_vec();
+        let name = bytes.get(at..at.checked_add(name_size)?)?;
         at = at.checked_add(name_size)?.checked_add(1)?;
-        let value = bytes.get(at..at.checked_add(value_size)?)?.to_vec();
+        let value = bytes.get(at..at.checked_add(value_size)?)?;
         at = at.checked_add(value_size)?.checked_add(1)?;
         pairs.push((name, value));
     }
@@ -116,8 +116,7 @@ mod tests {
         let pairs = [(":path", "/"), ("x-auth-token", "a.b.c"), ("empty", "")];
         let encoded = encode_map(&pairs);
         let decoded = decode_map(&encoded).unwrap();
-        let want: Vec<(Vec<u8>, Vec<u8>)> =
-            pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        let want: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())).collect();
         assert_eq!(decoded, want);
         assert_eq!(decode_map(&[]), Some(vec![]));
         for cut in 1..encoded.len() - 1 {

@@ -1,29 +1,23 @@
-//! A bounded cache of tokens that already verified, so a repeated token costs one hash instead
-//! of a signature check.
+//! A bounded cache of tokens that already verified, so a repeated token costs one hash-table
+//! lookup instead of a parse and a signature check.
 //!
-//! Keyed by the SHA-256 of the whole header value. An entry holds only for the key-set version it
-//! was verified under (any change to the key set empties the cache, so a deleted token stops
+//! Keyed by the whole header value, compared byte for byte (so no two tokens can ever share an
+//! entry). Only tokens that verified are inserted, so a client cannot fill the table or choose
+//! colliding keys without valid tokens. An entry holds only for the key-set version it was
+//! verified under (any change to the key set empties the cache, so a deleted token stops
 //! working at the same refresh as without the cache) and only until the token's `exp` plus the
-//! clock skew. Only successes are cached: a refusal is always decided afresh.
+//! clock skew. Refusals are never cached: they are always decided afresh.
 
 use crate::verify::VerifiedClaims;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Most tokens remembered per filter instance and worker; when full, the cache starts over.
 pub const MAX_ENTRIES: usize = 4096;
 
-/// The digest a token is cached under.
-pub type TokenDigest = [u8; 32];
-
-/// Digest of a header value.
-pub fn digest(value: &[u8]) -> TokenDigest {
-    Sha256::digest(value).into()
-}
-
 #[derive(Debug)]
 struct Entry {
-    claims: VerifiedClaims,
+    claims: Rc<VerifiedClaims>,
     valid_until: f64,
 }
 
@@ -31,30 +25,30 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct VerifiedCache {
     version: u64,
-    entries: HashMap<TokenDigest, Entry>,
+    entries: HashMap<Box<[u8]>, Entry>,
 }
 
 impl VerifiedCache {
     /// The claims of a token verified under key-set `version`, if it is still within its `exp`.
-    pub fn get(&mut self, digest: &TokenDigest, version: u64, now_s: f64) -> Option<VerifiedClaims> {
+    pub fn get(&mut self, token: &[u8], version: u64, now_s: f64) -> Option<Rc<VerifiedClaims>> {
         self.follow(version);
-        let entry = self.entries.get(digest)?;
+        let entry = self.entries.get(token)?;
         if now_s < entry.valid_until {
-            Some(entry.claims.clone())
+            Some(Rc::clone(&entry.claims))
         } else {
-            self.entries.remove(digest);
+            self.entries.remove(token);
             None
         }
     }
 
     /// Remembers a token that verified under key-set `version`.
-    pub fn insert(&mut self, digest: TokenDigest, version: u64, claims: &VerifiedClaims, clock_skew_seconds: u64) {
+    pub fn insert(&mut self, token: &[u8], version: u64, claims: &Rc<VerifiedClaims>, clock_skew_seconds: u64) {
         self.follow(version);
         if self.entries.len() >= MAX_ENTRIES {
             self.entries.clear();
         }
         let valid_until = claims.expires_at.map_or(f64::INFINITY, |exp| exp + clock_skew_seconds as f64);
-        self.entries.insert(digest, Entry { claims: claims.clone(), valid_until });
+        self.entries.insert(token.into(), Entry { claims: Rc::clone(claims), valid_until });
     }
 
     /// Number of cached tokens.
@@ -79,39 +73,39 @@ impl VerifiedCache {
 mod tests {
     use super::*;
 
-    fn claims(exp: Option<f64>) -> VerifiedClaims {
-        VerifiedClaims { token_id: Some("t".into()), expires_at: exp, ..VerifiedClaims::default() }
+    fn claims(exp: Option<f64>) -> Rc<VerifiedClaims> {
+        Rc::new(VerifiedClaims { token_id: Some("t".into()), expires_at: exp, ..VerifiedClaims::default() })
     }
 
     #[test]
     fn hits_until_exp_plus_skew() {
         let mut cache = VerifiedCache::default();
-        let d = digest(b"token");
-        assert_eq!(cache.get(&d, 1, 0.0), None);
+        let d: &[u8] = b"token";
+        assert_eq!(cache.get(d, 1, 0.0), None);
         cache.insert(d, 1, &claims(Some(100.0)), 60);
-        assert_eq!(cache.get(&d, 1, 159.9).and_then(|c| c.token_id), Some("t".into()));
-        assert_eq!(cache.get(&d, 1, 160.0), None);
+        assert_eq!(cache.get(d, 1, 159.9).and_then(|c| c.token_id.clone()), Some("t".into()));
+        assert_eq!(cache.get(d, 1, 160.0), None);
         assert!(cache.is_empty(), "an expired entry is dropped");
         cache.insert(d, 1, &claims(None), 60);
-        assert!(cache.get(&d, 1, 1e12).is_some(), "no exp: valid while the key set is");
-        assert_eq!(cache.get(&digest(b"other"), 1, 0.0), None);
+        assert!(cache.get(d, 1, 1e12).is_some(), "no exp: valid while the key set is");
+        assert_eq!(cache.get(b"other", 1, 0.0), None);
     }
 
     #[test]
     fn a_key_set_change_empties_the_cache() {
         let mut cache = VerifiedCache::default();
-        let d = digest(b"token");
+        let d: &[u8] = b"token";
         cache.insert(d, 1, &claims(None), 0);
-        assert_eq!(cache.get(&d, 2, 0.0), None, "verified under another key set");
+        assert_eq!(cache.get(d, 2, 0.0), None, "verified under another key set");
         assert!(cache.is_empty());
-        assert_eq!(cache.get(&d, 1, 0.0), None, "never back to an older version's entries");
+        assert_eq!(cache.get(d, 1, 0.0), None, "never back to an older version's entries");
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let mut cache = VerifiedCache::default();
         for n in 0..(MAX_ENTRIES + 10) {
-            cache.insert(digest(&n.to_le_bytes()), 1, &claims(None), 0);
+            cache.insert(&n.to_le_bytes(), 1, &claims(None), 0);
             assert!(cache.len() <= MAX_ENTRIES);
         }
     }

@@ -139,12 +139,11 @@ pub fn buffer(kind: u32, max: usize) -> Result<Vec<u8>, HostStatus> {
     }
 }
 
-/// All pairs of a header map, names and values as bytes.
-pub fn header_pairs(kind: u32) -> Result<crate::host::HeaderPairs, HostStatus> {
+/// A whole header map in the proxy-wasm map encoding (decode with [`crate::host::decode_map`]).
+pub fn header_map(kind: u32) -> Result<Vec<u8>, HostStatus> {
     let (mut data, mut size) = (null_mut(), 0usize);
     check(unsafe { proxy_get_header_map_pairs(kind, &mut data, &mut size) })?;
-    let bytes = unsafe { owned(data, size) };
-    crate::host::decode_map(&bytes).ok_or(HostStatus(u32::MAX))
+    Ok(unsafe { owned(data, size) })
 }
 
 /// One header's value (the first, if repeated).

@@ -9,7 +9,7 @@ mod abi;
 use crate::config::{self, FilterConfig, KeySource, RemoteJwks};
 use crate::deny::Denial;
 use crate::gate::{self, Gate, Outcome, Resolved};
-use crate::host::{GetError, SetError, SharedData};
+use crate::host::{decode_map, GetError, SetError, SharedData};
 use crate::hostcrypto::{self, SignatureHost};
 use crate::jwks::MAX_JWKS_BYTES;
 use crate::keycache::{FetchResult, SyncResult};
@@ -396,20 +396,18 @@ impl HttpContext for Request {
         let Ok(mut worker) = self.worker.try_borrow_mut() else {
             return Action::Pause;
         };
-        let pairs = abi::header_pairs(abi::REQUEST_HEADERS).unwrap_or_default();
+        // One host call for the whole map, decoded in place: an unreadable map is an empty one
+        // (no token: denied).
+        let map = abi::header_map(abi::REQUEST_HEADERS).unwrap_or_default();
+        let pairs = decode_map(&map).unwrap_or_default();
         // Headers under tokengate's prefix only ever come from tokengate.
-        let mut removed: Vec<&[u8]> = Vec::new();
-        for (name, _) in &pairs {
-            if config::is_reserved_header(name) && !removed.contains(&name.as_slice()) {
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if config::is_reserved_header(name) && !pairs.iter().take(i).any(|(earlier, _)| earlier == name) {
                 let _ = abi::remove_request_header(name);
-                removed.push(name);
             }
         }
-        let values: Vec<&[u8]> = pairs
-            .iter()
-            .filter(|(name, _)| name.as_slice() == worker.header.as_bytes())
-            .map(|(_, v)| v.as_slice())
-            .collect();
+        let values: Vec<&[u8]> =
+            pairs.iter().filter(|(name, _)| *name == worker.header.as_bytes()).map(|(_, v)| *v).collect();
         let outcome = worker.gate.on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
         match outcome {
             Outcome::Allow(claims) => match worker.allow(&claims) {
