@@ -370,7 +370,73 @@ async function main() {
   check(phone.problems.length === 0, `the page reported errors:\n${phone.problems.join("\n")}`);
   await phone.context.close();
 
+  await hostileInput();
+
   step("done");
+}
+
+/** Descriptions made to attack the page: shown as text, in their place, never as markup. */
+async function hostileInput() {
+  const namespace = `${config.namespace}-hostile`;
+  const hostile = {
+    img: "<img src=x onerror=alert(1)>",
+    svg: '"><svg onload=alert(2)>',
+    // U+202E (right-to-left override): it would draw the rest of its line backwards.
+    rlo: "\u202Eexe.gnp",
+  };
+  step("hostile descriptions: HTML and a right-to-left override, seeded through the admin API");
+  for (const description of Object.values(hostile)) {
+    await adminApi("POST", "/v1/tokens", { namespace_id: namespace, description });
+  }
+  const { context, page, problems } = await openConsole({ width: 1000, height: 720 }, 1);
+  const alerts = [];
+  page.on("dialog", (dialog) => {
+    alerts.push(dialog.message());
+    dialog.dismiss().catch(() => {});
+  });
+  await signIn(page);
+  await showScope(page, namespace, "");
+  await page.locator("#token-rows tr").nth(2).waitFor();
+  const shown = await page.locator("#token-rows .description-text").allTextContents();
+  for (const description of Object.values(hostile)) {
+    check(shown.includes(description), `the list does not show ${JSON.stringify(description)} as text: ${shown}`);
+  }
+  check((await page.locator("main img, main svg[onload], main [onerror]").count()) === 0, "a description became markup");
+
+  step("the override cannot reorder the delete confirmation (namespace, id)");
+  const rloRow = page.locator("#token-rows tr", { hasText: "exe.gnp" });
+  const rloId = await rloRow.getAttribute("data-token-id");
+  await rloRow.getByRole("button").click();
+  await page.locator("#delete-dialog").waitFor({ state: "visible" });
+  // Where each character of the id is drawn: left to right, whatever the description holds.
+  const order = await page.locator("#delete-text").evaluate((text, id) => {
+    const node = [...text.childNodes].find((child) => child.nodeType === Node.TEXT_NODE && child.data.includes(id));
+    if (!node) return "no text node holds the id";
+    const start = node.data.indexOf(id);
+    return [...id].map((_, i) => {
+      const range = document.createRange();
+      range.setStart(node, start + i);
+      range.setEnd(node, start + i + 1);
+      const box = range.getBoundingClientRect();
+      return [box.left, box.top];
+    });
+  }, rloId);
+  check(Array.isArray(order), `delete dialog: ${order}`);
+  const sameLine = order.slice(1).filter(([, top], i) => top === order[i][1]);
+  check(sameLine.length >= 8, `the token id is split over many lines: ${JSON.stringify(order)}`);
+  check(
+    order.every(([left, top], i) => i === 0 || top !== order[i - 1][1] || left > order[i - 1][0]),
+    `the token id is not drawn left to right in the delete dialog: ${JSON.stringify(order)}`,
+  );
+  await page.locator("#delete-confirm").click();
+  await page.locator("#notice").waitFor({ state: "visible" });
+  check(
+    (await page.locator("#notice bdi").textContent()) === hostile.rlo,
+    "the notice does not isolate the deleted token's description",
+  );
+  check(alerts.length === 0, `the page ran a description as code: ${alerts}`);
+  check(problems.length === 0, `the page reported errors:\n${problems.join("\n")}`);
+  await context.close();
 }
 
 try {

@@ -99,6 +99,15 @@ function element(tag, className, text) {
   return node;
 }
 
+/**
+ * Fills `parent` with `parts`: strings are our own words, `{ user: text }` is text from the API
+ * (a description), put in a `<bdi>` so that its direction marks (U+202E...) cannot reorder
+ * what follows it, e.g. the namespace and id of the delete confirmation.
+ */
+function setText(parent, ...parts) {
+  parent.replaceChildren(...parts.map((part) => (typeof part === "string" ? part : element("bdi", null, part.user))));
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 
 /** A trash-can icon (decorative: its button carries the label). */
@@ -330,7 +339,7 @@ function tokenRow(token) {
 
   const description = element("th", "description");
   description.scope = "row";
-  description.append(element("span", "description-text", token.description));
+  description.append(element("bdi", "description-text", token.description));
   const id = element("span", "token-id", token.id);
   id.title = "Token id (the key's kid)";
   description.append(id);
@@ -509,8 +518,12 @@ $("token-dialog").addEventListener("close", () => {
 function openDelete(token, opener) {
   deleting = token;
   const what = token.function_id === null ? "whole namespace" : `function ${token.function_id}`;
-  $("delete-text").textContent =
-    `Delete the token “${token.description}” (${what} of namespace ${token.namespace_id}, id ${token.id})?`;
+  setText(
+    $("delete-text"),
+    "Delete the token “",
+    { user: token.description },
+    `” (${what} of namespace ${token.namespace_id}, id ${token.id})?`,
+  );
   showMessage($("delete-error"), "");
   openDialog($("delete-dialog"), opener, $("delete-cancel"));
 }
@@ -525,7 +538,13 @@ $("delete-confirm").addEventListener("click", async () => {
     await adminCall("DELETE", `/v1/tokens/${encodeURIComponent(token.id)}`);
     deleting = null;
     $("delete-dialog").close();
-    showMessage($("notice"), `Token “${token.description}” deleted. The filter refuses it from its next key refresh.`);
+    setText(
+      $("notice"),
+      "Token “",
+      { user: token.description },
+      "” deleted. The filter refuses it from its next key refresh.",
+    );
+    $("notice").hidden = false;
     loadTokens({ focusList: true });
   } catch (failure) {
     if (failure.status === 404) {
