@@ -434,6 +434,27 @@ async function hostileInput() {
     (await page.locator("#notice bdi").textContent()) === hostile.rlo,
     "the notice does not isolate the deleted token's description",
   );
+
+  step("sign out while the list is loading: the list that arrives afterwards is not shown");
+  await page.locator("#token-rows tr").first().waitFor();
+  let answered;
+  const arrived = new Promise((resolve) => {
+    answered = resolve;
+  });
+  await page.route("**/v1/tokens?*", async (route) => {
+    await sleep(500);
+    await route.continue();
+    answered();
+  });
+  await page.locator("#refresh").click();
+  await page.locator("#sign-out").click();
+  await page.locator("#login-view").waitFor({ state: "visible" });
+  await arrived;
+  await sleep(200);
+  check((await page.locator("#token-rows tr").count()) === 0, "the list answered after sign out is in the page");
+  check(await page.locator("#list-card").isHidden(), "the list shows after sign out");
+  await page.unroute("**/v1/tokens?*");
+
   check(alerts.length === 0, `the page ran a description as code: ${alerts}`);
   check(problems.length === 0, `the page reported errors:\n${problems.join("\n")}`);
   await context.close();

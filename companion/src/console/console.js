@@ -206,6 +206,9 @@ function showTokens() {
 /** Forgets the admin token and everything shown with it. */
 function signOut(message) {
   sessionStorage.removeItem(ADMIN_TOKEN_KEY);
+  // A list still on its way is not shown when it arrives.
+  listGeneration += 1;
+  setBusy($("scope-submit"), false);
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   $("list-card").hidden = true;
   showLogin(message);
