@@ -435,6 +435,33 @@ async function hostileInput() {
     "the notice does not isolate the deleted token's description",
   );
 
+  step("expiration dates the API cannot take are refused in words, before any call");
+  const posted = [];
+  const countPosts = (request) => {
+    if (request.method() === "POST") posted.push(request.url());
+  };
+  page.on("request", countPosts);
+  await page.locator("#generate-open").click();
+  await page.locator("#generate-dialog").waitFor({ state: "visible" });
+  await page.locator("#description").fill("Far future");
+  for (const [day, want] of [
+    ["9999-12-31", /before the year 9999/],
+    ["10000-01-01", /before the year 9999/],
+    ["275760-09-13", /before the year 9999/],
+    ["2020-02-29", /today or a later day/],
+  ]) {
+    await page.locator("#expires").fill(day);
+    check((await page.locator("#expires").inputValue()) === day, `the date field does not hold ${day}`);
+    await page.locator("#generate-submit").click();
+    await page.locator("#generate-error").waitFor({ state: "visible" });
+    const said = await page.locator("#generate-error").innerText();
+    check(want.test(said), `expiration ${day}: the dialog says ${JSON.stringify(said)}`);
+  }
+  check(posted.length === 0, `refused dates reached the API: ${posted}`);
+  page.off("request", countPosts);
+  await page.keyboard.press("Escape");
+  await page.locator("#generate-dialog").waitFor({ state: "hidden" });
+
   step("sign out while the list is loading: the list that arrives afterwards is not shown");
   await page.locator("#token-rows tr").first().waitFor();
   let answered;

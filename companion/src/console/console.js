@@ -142,11 +142,20 @@ function isoDate(date) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
 }
 
-/** The RFC 3339 expiry (UTC, whole seconds) of a `YYYY-MM-DD`: the end of that local day. */
+/** The admin API takes expiries before the year 9999 (UTC). */
+const EXPIRY_LIMIT_MS = Date.UTC(9999, 0, 1);
+
+/** The end of a local `YYYY-MM-DD` day, or null for a day no Date holds (past the year 275760). */
 function endOfLocalDay(value) {
   const [year, month, day] = value.split("-").map(Number);
-  const end = new Date(year, month - 1, day, 23, 59, 59);
-  return end.toISOString().replace(/\.\d{3}Z$/, "Z");
+  const end = new Date(2000, 0, 1, 23, 59, 59);
+  end.setFullYear(year, month - 1, day); // so that years 0 to 99 stay themselves
+  return Number.isNaN(end.getTime()) ? null : end;
+}
+
+/** RFC 3339, UTC, whole seconds. */
+function rfc3339(date) {
+  return date.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -457,12 +466,19 @@ $("generate-form").addEventListener("submit", async (event) => {
       $("expires").focus();
       return;
     }
-    if (day < isoDate(new Date())) {
+    // Compared as instants, not as text: a year may have five or six digits ("10000-01-01").
+    const end = endOfLocalDay(day);
+    if (end === null || end.getTime() >= EXPIRY_LIMIT_MS) {
+      showMessage(error, "Expiration date: choose a day before the year 9999, or tick “No expiration date”.");
+      $("expires").focus();
+      return;
+    }
+    if (end < endOfLocalDay(isoDate(new Date()))) {
       showMessage(error, "Expiration date: choose today or a later day.");
       $("expires").focus();
       return;
     }
-    expiresAt = endOfLocalDay(day);
+    expiresAt = rfc3339(end);
   }
   showMessage(error, "");
   setBusy($("generate-submit"), true, "Generating…");
