@@ -83,10 +83,11 @@ console-screenshots: build envoy browser ## Refresh the console screenshots in d
 demo: build envoy ## Run the demo: key service + function + Envoy with the filter, then curl (DEMO_ONCE=1 to exit)
 	./envoy/demo.sh
 
-test: build envoy postgres browser ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke, lint
+test: build envoy postgres browser ## Run all tests: unit, key service (SQLite and PostgreSQL), end to end on the real Envoy, fuzz smoke, bench smoke, lint
 	TOKENGATE_TEST_DATABASE_URL=$(TOKENGATE_TEST_DATABASE_URL) TOKENGATE_REQUIRE_POSTGRES=1 TOKENGATE_BIN=$(CLI) \
 	  $(CLI_ENV) cargo test --release --workspace --no-fail-fast
 	$(MAKE) fuzz-smoke
+	$(MAKE) bench-smoke
 	$(MAKE) lint
 
 test-unit: ## Only the native unit and integration tests (no Envoy needed)
@@ -98,7 +99,7 @@ test-e2e: build envoy browser ## Only the end-to-end tests on the real Envoy
 bench: wasm envoy ## Benchmark tokengate vs no filter, a no-op Wasm filter and jwt_authn (table: bench/results/latest.md)
 	./bench/run
 
-bench-smoke: wasm envoy ## A 1 s, 1-round benchmark run to check the benchmark works (bench/results/smoke.md)
+bench-smoke: wasm envoy ## A 1 s, 1-round benchmark run that checks the benchmark works; timings decide nothing (bench/results/smoke.md)
 	BENCH_SMOKE=1 ./bench/run
 
 # Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly

@@ -11,6 +11,8 @@ Environment (all optional):
   BENCH_WARMUP     seconds of warm-up per Envoy start, same token (1; smoke 0)
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
+  BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
+  BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
   BENCH_PIN        1: Envoy on the last CPU, wrk on the others (default on machines with 2+ CPUs), 0: no pinning
 """
 import base64
@@ -27,7 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ENVOY = os.environ.get("BENCH_ENVOY", os.path.join(ROOT, ".venv/bin/envoy"))
-TOKENGATE_WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/tokengate.wasm")
+TOKENGATE_WASM = os.environ.get("BENCH_TOKENGATE_WASM",
+                                os.path.join(ROOT, "target/wasm32-wasip1/release/tokengate.wasm"))
 NOOP_WASM = os.path.join(HERE, "noop/target/wasm32-wasip1/release/bench_noop.wasm")
 DATA = os.path.join(HERE, ".data")
 RESULTS = os.path.join(HERE, "results")
@@ -49,6 +52,10 @@ if os.environ.get("BENCH_CONFIGS"):
 if os.environ.get("BENCH_WORKLOADS"):
     WORKLOADS = [w for w in os.environ["BENCH_WORKLOADS"].split(",") if w]
 AUTH_CONFIGS = {"jwt_authn", "jwt_authn+cache", "tokengate"}
+FETCH = os.environ.get("BENCH_FETCH", "1") == "1"
+FETCH_REFRESH_S = 2      # refresh period (tokengate refresh_seconds, jwt_authn cache_duration)
+FETCH_PERIODS = 3        # traffic lasts this many periods (plus half of one)
+FETCH_CONCURRENCY = 4
 # Envoy and wrk on separate CPUs, so neither steals the other's core and runs stay comparable.
 NCPU = os.cpu_count() or 1
 PIN = os.environ.get("BENCH_PIN", "1" if NCPU >= 2 else "0") == "1" and NCPU >= 2
@@ -165,7 +172,31 @@ def jwt_authn_filter(jwks_text, cache):
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
 
 
-def envoy_config(cfg, port, admin_port, jwks_text):
+def remote_filter(cfg, keys_port):
+    """tokengate or jwt_authn fetching the key set from the `keys` cluster every FETCH_REFRESH_S."""
+    if cfg == "tokengate":
+        return wasm_filter("tokengate", TOKENGATE_WASM, json.dumps(
+            {"jwks": {"cluster": "keys", "path": "/jwks.json", "refresh_seconds": FETCH_REFRESH_S}}))
+    return {"name": "envoy.filters.http.jwt_authn", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {"bench": {
+            "forward": False, "from_headers": [{"name": "X-Auth-Token"}],
+            "remote_jwks": {"http_uri": {"uri": f"http://127.0.0.1:{keys_port}/jwks.json",
+                                         "cluster": "keys", "timeout": "1s"},
+                            "cache_duration": f"{FETCH_REFRESH_S}s"}}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "bench"}}]}}
+
+
+def envoy_config(cfg, port, admin_port, jwks_text, keys_port=None):
+    if keys_port is not None:
+        config = envoy_config("none", port, admin_port, jwks_text)
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        hcm["http_filters"].insert(0, remote_filter(cfg, keys_port))
+        config["static_resources"]["clusters"] = [{
+            "name": "keys", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "keys", "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": keys_port}}}}]}]}}]
+        return config
     filters = {
         "none": [],
         "noop-wasm": [wasm_filter("noop", NOOP_WASM, "{}")],
@@ -196,22 +227,23 @@ def envoy_config(cfg, port, admin_port, jwks_text):
 
 
 class Envoy:
-    def __init__(self, cfg, index, jwks_text):
+    def __init__(self, cfg, index, jwks_text, keys_port=None, concurrency=1):
         self.cfg = cfg
         self.port = 19200 + 10 * index
         self.admin = self.port + 1
         self.base_id = 19200 + index
-        safe = cfg.replace("+", "-")
+        self.concurrency = concurrency
+        safe = cfg.replace("+", "-") + ("-remote" if keys_port else "")
         self.conf = os.path.join(WORK, f"{safe}.json")
         self.logf = os.path.join(WORK, f"{safe}.log")
         with open(self.conf, "w") as f:
-            json.dump(envoy_config(cfg, self.port, self.admin, jwks_text), f, indent=1)
+            json.dump(envoy_config(cfg, self.port, self.admin, jwks_text, keys_port), f, indent=1)
         self.proc = None
 
     def start(self):
         # This (python) process stays alive as Envoy's parent for the whole run.
         self.proc = subprocess.Popen(pinned(ENVOY_CPUS,
-            [ENVOY, "-c", self.conf, "--concurrency", "1", "--base-id", str(self.base_id),
+            [ENVOY, "-c", self.conf, "--concurrency", str(self.concurrency), "--base-id", str(self.base_id),
              "--log-level", "warn", "--log-path", self.logf,
              "--drain-time-s", "0", "--parent-shutdown-time-s", "1"]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -228,6 +260,13 @@ class Envoy:
             time.sleep(0.1)
         self.stop()
         die(f"{self.cfg}: Envoy not ready within 30 s; log {self.logf}:\n{tail(self.logf)}")
+
+    def cpu_seconds(self):
+        """User + system CPU time Envoy has used so far (all its threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            st = f.read()
+        fields = st[st.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -343,6 +382,92 @@ def machine_line():
     return f"nproc {nproc}, CPU {model}, Envoy {m.group(1) if m else ver.strip()}"
 
 
+def count_fetches(jwks_text, token_file):
+    """Key-set fetches per Envoy at --concurrency 4 over FETCH_PERIODS refresh periods of load,
+    counted at the key endpoint: tokengate (one fetch per Envoy per period) and jwt_authn
+    (remote_jwks with cache_duration, no async_fetch)."""
+    import http.server
+    import threading
+    hits = []
+    body = jwks_text.encode()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Keys)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seconds = FETCH_PERIODS * FETCH_REFRESH_S + FETCH_REFRESH_S // 2
+    results = {}
+    try:
+        for i, cfg in enumerate(["tokengate", "jwt_authn"]):
+            env = Envoy(cfg, 20 + i, jwks_text, keys_port=server.server_address[1],
+                        concurrency=FETCH_CONCURRENCY)
+            hits.clear()
+            env.start()
+            try:
+                status, _ = request(env.port, "/", open(token_file).readline().strip())
+                if status != 200:
+                    die(f"{cfg} with a fetched key set answered {status}; log {env.logf}")
+                wrk(env.port, token_file, seconds)
+                results[cfg] = len(hits)
+            finally:
+                env.stop()
+            log(f"key fetches, {cfg}: {results[cfg]} in about {seconds} s of load")
+    finally:
+        server.shutdown()
+    return results, seconds
+
+
+def targets(rows, fetches, med):
+    """Issue #5's targets, judged on this run's medians."""
+    def m(cfg, w, key="rps"):
+        xs = [r[key] for _, c, ww, r, _ in rows if c == cfg and ww == w]
+        return med(xs) if xs else None
+
+    lines = ["", "Targets (medians of this run):", "", "| target | measured | met |", "|---|---|---|"]
+
+    def add(name, value, ok):
+        lines.append(f"| {name} | {value} | {'yes' if ok else '**no**'} |")
+
+    for alg in ALGS:
+        w = f"same-{alg}"
+        t, n, c = m("tokengate", w), m("none", w), m("jwt_authn+cache", w)
+        if t and n:
+            add(f"{w}: tokengate >= 0.90x no filter", f"{t / n:.2f}x", t / n >= 0.90)
+        if t and c:
+            add(f"{w}: tokengate > jwt_authn+cache", f"{t / c:.2f}x", t > c)
+        tp, np_ = m("tokengate", w, "p99_us"), m("none", w, "p99_us")
+        if tp and np_:
+            add(f"{w}: tokengate p99 <= 1.2x no filter", f"{tp / np_:.2f}x", tp <= 1.2 * np_)
+    for alg, want in [("RS256", 1.0), ("ES256", 1.0), ("EdDSA", 0.8)]:
+        w = f"distinct-{alg}"
+        t, j = m("tokengate", w), m("jwt_authn", w)
+        if t and j:
+            add(f"{w}: tokengate >= {want}x jwt_authn", f"{t / j:.2f}x", t / j >= want)
+    rss = {cfg: max((r for _, c, _, _, r in rows if c == cfg), default=None) for cfg in ("tokengate", "noop-wasm")}
+    if rss["tokengate"] and rss["noop-wasm"]:
+        extra = (rss["tokengate"] - rss["noop-wasm"]) / 1024
+        add("Envoy RSS: tokengate <= no-op Wasm + 5 MiB (largest of the run)", f"+{extra:.1f} MiB", extra <= 5)
+    size = os.path.getsize(TOKENGATE_WASM)
+    add(".wasm <= 400 KiB", f"{size / 1024:.0f} KiB", size <= 400 * 1024)
+    if fetches:
+        got, seconds = fetches
+        want = 1 + FETCH_PERIODS
+        add(f"key fetches at --concurrency {FETCH_CONCURRENCY}, {seconds} s of load, refresh {FETCH_REFRESH_S} s: "
+            f"tokengate one per period ({want})", f"tokengate {got.get('tokengate')}, jwt_authn {got.get('jwt_authn')}",
+            got.get("tokengate", 99) <= want)
+    return lines
+
+
 def fmt_ms(us):
     return f"{us / 1000:.3f}"
 
@@ -399,11 +524,14 @@ def main():
                         kind, _, alg = w.partition("-")
                         tf = same[alg] if kind == "same" else files[alg]
                         load = loadavg()
+                        cpu = env.cpu_seconds()
                         r = wrk(env.port, tf, DURATION)
                         r["load"] = load
+                        # Envoy's CPU per request: steadier than req/s when the machine is shared.
+                        r["cpu_us"] = (env.cpu_seconds() - cpu) * 1e6 / max(r["requests"], 1)
                         rss = env.rss_kib()
                         rows.append((rnd, cfg, w, r, rss))
-                        log(f"round {rnd} {cfg:16} {w:15} {r['rps']:9.0f} req/s "
+                        log(f"round {rnd} {cfg:16} {w:15} {r['rps']:9.0f} req/s {r['cpu_us']:6.1f} CPU us/req "
                             f"p50 {fmt_ms(r['p50_us'])} ms p99 {fmt_ms(r['p99_us'])} ms "
                             f"RSS {rss / 1024:.1f} MiB non-2xx {r['non2xx']}")
                 finally:
@@ -411,6 +539,8 @@ def main():
     finally:
         for env in envoys.values():
             env.stop()
+
+    fetches = count_fetches(jwks_text, same["EdDSA"]) if FETCH else None
 
     base = {(rnd, w): r["rps"] for rnd, cfg, w, r, _ in rows if cfg == "none"}
     out = [f"# tokengate benchmark ({started})", "",
@@ -426,8 +556,8 @@ def main():
            f"end; other processes' CPU over 1 s at start: {others_start}; at end: {busy_others()}. "
            f"load1 column: 1-min loadavg when the row started (Envoy+wrk alone add about 2).",
            "", "| round | configuration | workload | req/s | p50 ms | p99 ms | vs no filter | "
-           "Envoy RSS MiB | non-2xx | load1 |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+           "Envoy CPU µs/req | Envoy RSS MiB | non-2xx | load1 |",
+           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     bad = 0
     for rnd, cfg, w, r, rss in sorted(rows, key=lambda x: (WORKLOADS.index(x[2]),
                                                            CONFIGS.index(x[1]), x[0])):
@@ -436,15 +566,15 @@ def main():
         errs = r["non2xx"] + r["socket_errors"]
         bad += errs > 0
         out.append(f"| {rnd} | {cfg} | {w} | {r['rps']:.0f} | {fmt_ms(r['p50_us'])} | "
-                   f"{fmt_ms(r['p99_us'])} | {ratio} | {rss / 1024:.1f} | "
+                   f"{fmt_ms(r['p99_us'])} | {ratio} | {r['cpu_us']:.1f} | {rss / 1024:.1f} | "
                    f"{errs if errs == 0 else f'**{errs}**'} | {r['load']} |")
     # Summary: median over rounds, ratio of medians (one noisy no-filter run skews per-round ratios).
     def med(xs):
         xs = sorted(xs)
         return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
     out += ["", f"Median over {ROUNDS} round(s):", "",
-            "| configuration | workload | req/s | p50 ms | p99 ms | vs no filter | Envoy RSS MiB |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+            "| configuration | workload | req/s | p50 ms | p99 ms | vs no filter | Envoy CPU µs/req | Envoy RSS MiB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for w in WORKLOADS:
         bm = [r["rps"] for _, c, ww, r, _ in rows if c == "none" and ww == w]
         for cfg in CONFIGS:
@@ -455,9 +585,11 @@ def main():
             out.append(f"| {cfg} | {w} | {rps:.0f} | {fmt_ms(med([r['p50_us'] for r, _ in sel]))} | "
                        f"{fmt_ms(med([r['p99_us'] for r, _ in sel]))} | "
                        f"{f'{rps / med(bm):.2f}' if bm else '-'} | "
+                       f"{med([r['cpu_us'] for r, _ in sel]):.1f} | "
                        f"{med([rss for _, rss in sel]) / 1024:.1f} |")
     out.append("")
     out.append("non-2xx counts non-2xx answers plus socket errors; every run should show 0.")
+    out += targets(rows, fetches, med)
     text = "\n".join(out) + "\n"
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
