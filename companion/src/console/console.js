@@ -32,12 +32,14 @@ function describeFailure(status, body) {
   if (status === 401) {
     return "The key service did not accept the admin token.";
   }
-  if (body && typeof body.message === "string") {
-    const field = body.field ? `${FIELD_NAMES[body.field] ?? body.field}: ` : "";
+  const explained = body && typeof body.message === "string";
+  if (status === 503 || status === 429) {
+    return `The key service is busy${explained ? ` (${body.message})` : ""}. Try again in a moment.`;
+  }
+  if (explained) {
+    const name = Object.hasOwn(FIELD_NAMES, body.field) ? FIELD_NAMES[body.field] : body.field;
+    const field = name ? `${name}: ` : "";
     const text = `${field}${body.message}`;
-    if (status === 503) {
-      return `The key service is busy (${body.message}). Try again in a moment.`;
-    }
     if (status >= 500) {
       return `The key service failed (${body.message}); its log says more.`;
     }
@@ -46,7 +48,12 @@ function describeFailure(status, body) {
   return `The key service answered HTTP ${status} without an explanation.`;
 }
 
-/** Calls the admin API with the admin token; the decoded JSON answer, or `null` for a 204. */
+/** A 2xx answer that the admin API does not give: something else answered in its place. */
+function unexpectedAnswer() {
+  return new ApiError(0, "Unexpected answer from the key service: is a proxy or another service answering in its place?");
+}
+
+/** Calls the admin API with the admin token; the decoded JSON object, or `null` for a 204. */
 async function api(method, path, body, adminToken = sessionStorage.getItem(ADMIN_TOKEN_KEY)) {
   const headers = { Authorization: `Bearer ${adminToken ?? ""}`, Accept: "application/json" };
   const init = { method, headers, cache: "no-store", credentials: "omit", redirect: "error" };
@@ -69,6 +76,9 @@ async function api(method, path, body, adminToken = sessionStorage.getItem(ADMIN
   }
   if (!response.ok) {
     throw new ApiError(response.status, describeFailure(response.status, data));
+  }
+  if (response.status !== 204 && (data === null || typeof data !== "object" || Array.isArray(data))) {
+    throw unexpectedAnswer();
   }
   return data;
 }
@@ -130,7 +140,8 @@ const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", time
 
 /** A `<time>` showing an RFC 3339 instant in local time, the exact UTC value as its title. */
 function timeElement(rfc3339) {
-  const time = element("time", null, DATE_TIME.format(new Date(rfc3339)));
+  const date = new Date(rfc3339);
+  const time = element("time", null, Number.isNaN(date.getTime()) ? String(rfc3339) : DATE_TIME.format(date));
   time.dateTime = rfc3339;
   time.title = rfc3339;
   return time;
@@ -309,6 +320,7 @@ async function loadTokens({ focusList = false } = {}) {
     // One call for the namespace: a function's list also holds the namespace-wide tokens.
     const answer = await adminCall("GET", `/v1/tokens?namespace_id=${encodeURIComponent(namespace)}`);
     if (generation !== listGeneration) return;
+    if (!Array.isArray(answer.tokens)) throw unexpectedAnswer();
     listed = answer.tokens;
     $("list-card").hidden = false;
     renderTokens();
@@ -489,6 +501,7 @@ $("generate-form").addEventListener("submit", async (event) => {
       description,
       expires_at: expiresAt,
     });
+    if (typeof created.token !== "string") throw unexpectedAnswer();
     $("generate-dialog").close();
     showCreated(created);
     loadTokens();
