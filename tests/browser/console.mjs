@@ -218,6 +218,13 @@ async function main() {
   const invalid = await page.locator("#scope-error").innerText();
   check(/^Namespace: must be 1 to 128 characters/.test(invalid), `scope error says: ${invalid}`);
 
+  step("a function name the API would refuse is refused at once, not at Generate");
+  await showScope(page, namespace, "../cart?x#y");
+  await page.locator("#scope-error").waitFor({ state: "visible" });
+  const badFunction = await page.locator("#scope-error").innerText();
+  check(/^Function: must be 1 to 128 characters/.test(badFunction), `scope error says: ${badFunction}`);
+  check((await focusedId(page)) === "function", "the function field does not have the focus");
+
   step(`choose namespace ${namespace} and function ${fn}: the seeded tokens`);
   await sleep(Math.max(0, shortLivedUntil + 500 - Date.now()));
   await showScope(page, namespace, fn);

@@ -301,6 +301,16 @@ $("scope-form").addEventListener("submit", (event) => {
     $("namespace").focus();
     return;
   }
+  // The list call checks the namespace; the function, which it does not send, is checked here
+  // (the admin API's rule and words), rather than at Generate.
+  if (fn && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(fn)) {
+    showMessage(
+      $("scope-error"),
+      "Function: must be 1 to 128 characters of A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit.",
+    );
+    $("function").focus();
+    return;
+  }
   scope = { namespace, function: fn };
   saveScope();
   showMessage($("notice"), "");
