@@ -2,7 +2,9 @@
 // running key service and the real Envoy with the tokengate filter in front of a function:
 // wrong admin token, sign in by keyboard, an API error in words, generate (keyboard only, "No
 // expiration date"), generate with a date, copy, call through Envoy (200), delete through the
-// confirmation dialog, call again until 403, sign out, and a phone-sized window.
+// confirmation dialog, call again until 403, sign out, and a phone-sized window. Then hostile
+// input: descriptions holding HTML or a right-to-left override, expiration dates the API cannot
+// take, answers the API never gives (a proxy's page, 429), and sign out while a list is loading.
 //
 // tests/e2e/console.rs starts everything and runs this; by hand:
 //   CONSOLE_URL=http://127.0.0.1:8081/console ADMIN_TOKEN=… FUNCTION_URL=http://127.0.0.1:10000/hello \
