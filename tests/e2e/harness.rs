@@ -62,6 +62,9 @@ pub fn case_token(id: &str) -> String {
     case["header_values"][0].as_str().unwrap().to_owned()
 }
 
+/// How often Envoy flushes its log file in these tests, in milliseconds.
+pub const LOG_FLUSH_MS: u64 = 50;
+
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
 pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
@@ -384,6 +387,9 @@ impl Envoy {
             .args(["-c", config_path.to_str().unwrap(), "--concurrency", &concurrency.to_string()])
             .args(["--base-id", &base_id.to_string(), "--admin-address-path", admin_path.to_str().unwrap()])
             .args(["--component-log-level", "wasm:debug", "--log-path", log_path.to_str().unwrap()])
+            // Envoy writes its log file in batches (every 10 s by default): flush often, so a
+            // test that reads the log sees what was logged.
+            .args(["--file-flush-interval-msec", &LOG_FLUSH_MS.to_string()])
             .args(["--drain-time-s", "0", "--parent-shutdown-time-s", "1"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -432,8 +438,22 @@ impl Envoy {
         self.ports[listener]
     }
 
+    /// The log file as it is now (the last [`LOG_FLUSH_MS`] may not be in it yet).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The log once everything logged before this call has been flushed to the file.
+    pub fn flushed_log(&self) -> String {
+        std::thread::sleep(Duration::from_millis(3 * LOG_FLUSH_MS));
+        self.log()
+    }
+
+    /// Waits (bounded) until the log contains `needle`; fails with the log otherwise.
+    pub fn assert_logged(&self, needle: &str) {
+        if eventually(Duration::from_secs(10), || self.log().contains(needle).then_some(())).is_none() {
+            panic!("envoy log never contained {needle:?}:\n{}", self.log());
+        }
     }
 
     /// A counter from Envoy's stats (0 if absent).
@@ -453,7 +473,7 @@ impl Envoy {
 
     /// Fails if the log shows a panic, a trap or a failed VM.
     pub fn assert_healthy(&self) {
-        let log = self.log();
+        let log = self.flushed_log();
         for bad in [
             "panicked",
             "wasm trap",
