@@ -3,11 +3,21 @@
 //! Only asymmetric algorithms exist here: `none` and HMAC have no variant, so they cannot be
 //! selected by anything a client sends. Keys are parsed once, when a key set is loaded; a
 //! verification is one call on a ready key.
+//!
+//! RS* and ES* signatures go to the host (Envoy's BoringSSL) when it answers. The Rust
+//! verifiers behind them ([`rsa`], [`ecdsa`] over [`bignum`]) are verification-only and small
+//! on purpose: they run for PS*, for hosts without the foreign function, and natively in tests,
+//! where they are checked against independent implementations. Ed25519 uses curve25519-dalek.
+
+pub mod bignum;
+pub mod ecdsa;
+pub mod rsa;
 
 use crate::hostcrypto::{self, RustOnly, SignatureHost};
-use ed25519_dalek::Verifier as _;
-use p256::ecdsa::signature::Verifier as _;
-use rsa::{BoxedUint, Pkcs1v15Sign, Pss};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use ecdsa::{Curve, EcKey};
+use rsa::RsaKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// A JWS signature algorithm that tokengate verifies.
@@ -58,6 +68,50 @@ impl Alg {
     }
 }
 
+/// A hash function of the JWS algorithms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Hash {
+    /// The digest of `data`.
+    pub fn digest(self, data: &[&[u8]]) -> Vec<u8> {
+        fn run<D: Digest>(data: &[&[u8]]) -> Vec<u8> {
+            let mut hasher = D::new();
+            for part in data {
+                hasher.update(part);
+            }
+            hasher.finalize().to_vec()
+        }
+        match self {
+            Hash::Sha256 => run::<Sha256>(data),
+            Hash::Sha384 => run::<Sha384>(data),
+            Hash::Sha512 => run::<Sha512>(data),
+        }
+    }
+
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            Hash::Sha256 => 32,
+            Hash::Sha384 => 48,
+            Hash::Sha512 => 64,
+        }
+    }
+
+    /// The name the host's `verify_signature` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hash::Sha256 => "sha256",
+            Hash::Sha384 => "sha384",
+            Hash::Sha512 => "sha512",
+        }
+    }
+}
+
 /// Smallest RSA modulus accepted: RFC 7518 3.3 and 3.5 require 2048 bits.
 pub const RSA_MIN_BITS: usize = 2048;
 /// Largest RSA modulus accepted: 4096 bits is what real key sets use; bigger keys only let a
@@ -83,24 +137,24 @@ pub enum KeyError {
 /// SubjectPublicKeyInfo, prepared once, for a host that verifies natively ([`SignatureHost`]).
 #[derive(Clone)]
 pub enum PublicKey {
-    Rsa(Box<RsaKey>),
-    P256 { key: p256::ecdsa::VerifyingKey, spki: Box<[u8]> },
-    P384 { key: p384::ecdsa::VerifyingKey, spki: Box<[u8]> },
-    Ed25519(Box<ed25519_dalek::VerifyingKey>),
+    Rsa { key: Box<RsaKey>, spki: Box<[u8]> },
+    P256 { key: Box<EcKey>, spki: Box<[u8]> },
+    P384 { key: Box<EcKey>, spki: Box<[u8]> },
+    Ed25519(Box<Ed25519Key>),
 }
 
-/// An RSA public key with its SubjectPublicKeyInfo and its size in bytes.
+/// An Ed25519 public key: its encoding (hashed into every signature check) and the negated
+/// point, ready for the verification equation.
 #[derive(Clone)]
-pub struct RsaKey {
-    key: rsa::PublicKey,
-    spki: Box<[u8]>,
-    size: usize,
+pub struct Ed25519Key {
+    encoded: [u8; 32],
+    minus_a: EdwardsPoint,
 }
 
 impl std::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            PublicKey::Rsa(_) => "PublicKey::Rsa",
+            PublicKey::Rsa { .. } => "PublicKey::Rsa",
             PublicKey::P256 { .. } => "PublicKey::P256",
             PublicKey::P384 { .. } => "PublicKey::P384",
             PublicKey::Ed25519(_) => "PublicKey::Ed25519",
@@ -111,30 +165,22 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// An RSA key from its big-endian modulus and exponent (leading zeros allowed).
     pub fn rsa(modulus: &[u8], exponent: &[u8]) -> Result<PublicKey, KeyError> {
-        let bits = bit_length(modulus);
-        if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
-            return Err(KeyError::RsaSize(bits));
-        }
-        let n = BoxedUint::from_be_slice_vartime(modulus);
-        let e = BoxedUint::from_be_slice_vartime(exponent);
-        // The rsa crate also refuses even moduli, e < 2, e >= n and e > 2^33 - 1.
-        let key = rsa::PublicKey::new_with_size_limits(n, e, RSA_MIN_BITS..=RSA_MAX_BITS)
-            .map_err(|_| KeyError::RsaMalformed)?;
+        let key = RsaKey::new(modulus, exponent)?;
         let spki = hostcrypto::rsa_spki(modulus, exponent).into_boxed_slice();
-        Ok(PublicKey::Rsa(Box::new(RsaKey { key, spki, size: bits.div_ceil(8) })))
+        Ok(PublicKey::Rsa { key: Box::new(key), spki })
     }
 
     /// A P-256 key from its affine coordinates (exactly 32 bytes each, RFC 7518 6.2.1.2).
     pub fn p256(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
-        let point = uncompressed_point(x, y, 32)?;
-        let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| KeyError::EcPoint)?;
+        let key = ec_key(Curve::p256(), x, y, 32)?;
+        let point = uncompressed_point(x, y);
         Ok(PublicKey::P256 { key, spki: hostcrypto::ec_spki(hostcrypto::P256, &point).into_boxed_slice() })
     }
 
     /// A P-384 key from its affine coordinates (exactly 48 bytes each).
     pub fn p384(x: &[u8], y: &[u8]) -> Result<PublicKey, KeyError> {
-        let point = uncompressed_point(x, y, 48)?;
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(&point).map_err(|_| KeyError::EcPoint)?;
+        let key = ec_key(Curve::p384(), x, y, 48)?;
+        let point = uncompressed_point(x, y);
         Ok(PublicKey::P384 { key, spki: hostcrypto::ec_spki(hostcrypto::P384, &point).into_boxed_slice() })
     }
 
@@ -145,17 +191,17 @@ impl PublicKey {
         if !canonical_y(bytes) {
             return Err(KeyError::Ed25519);
         }
-        let key = ed25519_dalek::VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::Ed25519)?;
-        if key.is_weak() {
+        let point = CompressedEdwardsY(*bytes).decompress().ok_or(KeyError::Ed25519)?;
+        if point.is_small_order() {
             return Err(KeyError::Ed25519);
         }
-        Ok(PublicKey::Ed25519(Box::new(key)))
+        Ok(PublicKey::Ed25519(Box::new(Ed25519Key { encoded: *bytes, minus_a: -point })))
     }
 
     /// Whether this key may verify `alg` at all (by key type and curve).
     pub fn fits(&self, alg: Alg) -> bool {
         match self {
-            PublicKey::Rsa(_) => {
+            PublicKey::Rsa { .. } => {
                 matches!(alg, Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512)
             }
             PublicKey::P256 { .. } => alg == Alg::ES256,
@@ -181,70 +227,82 @@ impl PublicKey {
             return false;
         }
         match self {
-            PublicKey::Rsa(rsa) => {
-                if signature.len() != rsa.size {
+            PublicKey::Rsa { key, spki } => {
+                if signature.len() != key.size() {
                     return false;
                 }
                 let hash = match alg {
-                    Alg::RS256 => "sha256",
-                    Alg::RS384 => "sha384",
-                    Alg::RS512 => "sha512",
-                    _ => return verify_rsa(&rsa.key, alg, message, signature),
+                    Alg::RS256 | Alg::PS256 => Hash::Sha256,
+                    Alg::RS384 | Alg::PS384 => Hash::Sha384,
+                    _ => Hash::Sha512,
                 };
-                host.verify(hash, &rsa.spki, signature, message)
-                    .unwrap_or_else(|| verify_rsa(&rsa.key, alg, message, signature))
+                if matches!(alg, Alg::PS256 | Alg::PS384 | Alg::PS512) {
+                    return key.verify_pss(hash, message, signature);
+                }
+                host.verify(hash.name(), spki, signature, message)
+                    .unwrap_or_else(|| key.verify_pkcs1(hash, message, signature))
             }
-            PublicKey::P256 { key, spki } => {
-                let Some(sig) =
-                    (signature.len() == 64).then(|| p256::ecdsa::Signature::from_slice(signature).ok()).flatten()
-                else {
-                    return false;
-                };
-                host.verify("sha256", spki, &hostcrypto::ecdsa_der(signature), message)
-                    .unwrap_or_else(|| key.verify(message, &sig).is_ok())
-            }
-            PublicKey::P384 { key, spki } => {
-                let Some(sig) =
-                    (signature.len() == 96).then(|| p384::ecdsa::Signature::from_slice(signature).ok()).flatten()
-                else {
-                    return false;
-                };
-                host.verify("sha384", spki, &hostcrypto::ecdsa_der(signature), message)
-                    .unwrap_or_else(|| key.verify(message, &sig).is_ok())
-            }
-            PublicKey::Ed25519(key) => {
-                // RFC 8032 5.1.7, cofactorless: `s` must be below L (checked by the crate), and
-                // the recomputed R must encode to exactly the signature's R bytes, so a
-                // non-canonical R never verifies.
-                ed25519_dalek::Signature::from_slice(signature).is_ok_and(|sig| key.verify(message, &sig).is_ok())
-            }
+            PublicKey::P256 { key, spki } => verify_ecdsa(key, Hash::Sha256, spki, message, signature, host),
+            PublicKey::P384 { key, spki } => verify_ecdsa(key, Hash::Sha384, spki, message, signature, host),
+            PublicKey::Ed25519(key) => key.verify(message, signature),
         }
     }
 }
 
-fn verify_rsa(key: &rsa::PublicKey, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
-    let result = match alg {
-        Alg::RS256 => key.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), signature),
-        Alg::RS384 => key.verify(Pkcs1v15Sign::new::<Sha384>(), &Sha384::digest(message), signature),
-        Alg::RS512 => key.verify(Pkcs1v15Sign::new::<Sha512>(), &Sha512::digest(message), signature),
-        // RFC 7518 3.5: MGF1 with the same hash, salt as long as the hash output.
-        Alg::PS256 => key.verify(Pss::<Sha256>::new(), &Sha256::digest(message), signature),
-        Alg::PS384 => key.verify(Pss::<Sha384>::new(), &Sha384::digest(message), signature),
-        Alg::PS512 => key.verify(Pss::<Sha512>::new(), &Sha512::digest(message), signature),
-        _ => return false,
-    };
-    result.is_ok()
+/// ECDSA: `r || s` of the curve's size with both in `1..n` (checked here, so the host never
+/// sees an encoding JWA forbids), then the host's answer or the Rust check.
+fn verify_ecdsa(
+    key: &EcKey,
+    hash: Hash,
+    spki: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    host: &dyn SignatureHost,
+) -> bool {
+    if !key.signature_in_range(signature) {
+        return false;
+    }
+    host.verify(hash.name(), spki, &hostcrypto::ecdsa_der(signature), message)
+        .unwrap_or_else(|| key.verify_digest(&hash.digest(&[message]), signature))
 }
 
-fn uncompressed_point(x: &[u8], y: &[u8], size: usize) -> Result<Vec<u8>, KeyError> {
+impl Ed25519Key {
+    /// RFC 8032 5.1.7, cofactorless, as ed25519-dalek's `verify`: `s` must be below L, and
+    /// `[s]B - [k]A` must encode to exactly the signature's R bytes, so a non-canonical R never
+    /// verifies.
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(signature) = <&[u8; 64]>::try_from(signature) else {
+            return false;
+        };
+        let (r, s) = signature.split_at(32);
+        let Some(s) = <[u8; 32]>::try_from(s).ok().and_then(|s| Option::from(Scalar::from_canonical_bytes(s))) else {
+            return false;
+        };
+        let digest = Hash::Sha512.digest(&[r, &self.encoded, message]);
+        let Ok(wide) = <[u8; 64]>::try_from(digest.as_slice()) else {
+            return false;
+        };
+        let k = Scalar::from_bytes_mod_order_wide(&wide);
+        let expected_r = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &self.minus_a, &s);
+        expected_r.compress().as_bytes() == r
+    }
+}
+
+fn ec_key(curve: Option<&'static Curve>, x: &[u8], y: &[u8], size: usize) -> Result<Box<EcKey>, KeyError> {
     if x.len() != size || y.len() != size {
         return Err(KeyError::EcLength);
     }
-    let mut point = Vec::with_capacity(1 + 2 * size);
+    let curve = curve.ok_or(KeyError::EcPoint)?;
+    EcKey::new(curve, x, y).map(Box::new).ok_or(KeyError::EcPoint)
+}
+
+/// The SEC1 uncompressed encoding `04 || x || y`.
+fn uncompressed_point(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut point = Vec::with_capacity(1 + x.len() + y.len());
     point.push(0x04);
     point.extend_from_slice(x);
     point.extend_from_slice(y);
-    Ok(point)
+    point
 }
 
 /// Whether a 32-byte Ed25519 point encoding has its y below p = 2^255 - 19 (RFC 8032 5.1.3).
@@ -256,7 +314,7 @@ fn canonical_y(bytes: &[u8; 32]) -> bool {
 }
 
 /// Bits in a big-endian unsigned integer, ignoring leading zero bytes.
-fn bit_length(big_endian: &[u8]) -> usize {
+pub(crate) fn bit_length(big_endian: &[u8]) -> usize {
     match big_endian.iter().position(|&b| b != 0) {
         None => 0,
         Some(first) => {
@@ -339,7 +397,7 @@ mod tests {
 
     #[test]
     fn rsa_goes_to_the_host_with_its_spki_only_for_pkcs1_and_only_when_the_length_fits() {
-        use rsa::pkcs8::DecodePublicKey as _;
+        use ::rsa::pkcs8::DecodePublicKey as _;
         let mut modulus = vec![0xff; 256];
         modulus[255] = 0xfb;
         let key = PublicKey::rsa(&modulus, &[1, 0, 1]).unwrap();
@@ -349,8 +407,12 @@ mod tests {
             let asked = yes.asked.borrow();
             assert_eq!(asked.len(), 1);
             assert_eq!((asked[0].0.as_str(), &asked[0].2[..], &asked[0].3[..]), (hash, &[5u8; 256][..], &b"msg"[..]));
-            let PublicKey::Rsa(ours) = &key else { unreachable!() };
-            assert!(rsa::PublicKey::from_public_key_der(&asked[0].1).unwrap() == ours.key);
+            let expected = ::rsa::PublicKey::new(
+                ::rsa::BoxedUint::from_be_slice_vartime(&modulus),
+                ::rsa::BoxedUint::from_be_slice_vartime(&[1, 0, 1]),
+            )
+            .unwrap();
+            assert!(::rsa::PublicKey::from_public_key_der(&asked[0].1).unwrap() == expected);
             // The host's "no" is final; no answer means Rust decides (and this is no signature).
             assert!(!key.verify_with(alg, b"msg", &[5; 256], &host(Some(false))));
             assert!(!key.verify_with(alg, b"msg", &[5; 256], &host(None)));
