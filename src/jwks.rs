@@ -10,6 +10,7 @@ use crate::json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Largest key-set document accepted, in bytes.
 pub const MAX_JWKS_BYTES: usize = 4 << 20;
@@ -37,16 +38,40 @@ impl Jwk {
     }
 }
 
-/// The usable keys of one key-set document.
+/// The usable keys of one key-set document, indexed by `kid`: a namespace publishes a key per
+/// live token (thousands), and a request must find its key without scanning them all.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<Jwk>,
+    /// Positions in `keys` of the keys with each `kid`, in document order.
+    by_kid: HashMap<String, Vec<usize>>,
+    /// Positions of the keys without a `kid` (they may verify any token), in document order.
+    without_kid: Vec<usize>,
 }
 
 impl KeySet {
+    fn push(&mut self, key: Jwk) {
+        let position = self.keys.len();
+        match &key.kid {
+            Some(kid) => self.by_kid.entry(kid.clone()).or_default().push(position),
+            None => self.without_kid.push(position),
+        }
+        self.keys.push(key);
+    }
+
     /// All usable keys, in document order.
     pub fn keys(&self) -> &[Jwk] {
         &self.keys
+    }
+
+    /// The keys that may verify a token with this `kid` (or without one), in document order:
+    /// those with exactly that `kid` and those with none; every key when the token names none.
+    pub fn for_kid(&self, kid: Option<&str>) -> ForKid<'_> {
+        let named = match kid {
+            Some(kid) => self.by_kid.get(kid).map_or(&[][..], Vec::as_slice),
+            None => &[],
+        };
+        ForKid { set: self, all: kid.is_none(), next_all: 0, named, unnamed: &self.without_kid }
     }
 
     /// Number of usable keys.
@@ -61,7 +86,45 @@ impl KeySet {
 
     /// Whether some key carries exactly this `kid`.
     pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+        self.by_kid.contains_key(kid)
+    }
+}
+
+/// The iterator of [`KeySet::for_kid`]: merges the ascending positions of the keys with the
+/// `kid` and of those without one (or walks all keys), without allocating.
+pub struct ForKid<'a> {
+    set: &'a KeySet,
+    all: bool,
+    next_all: usize,
+    named: &'a [usize],
+    unnamed: &'a [usize],
+}
+
+impl<'a> Iterator for ForKid<'a> {
+    type Item = &'a Jwk;
+
+    fn next(&mut self) -> Option<&'a Jwk> {
+        if self.all {
+            let key = self.set.keys.get(self.next_all)?;
+            self.next_all += 1;
+            return Some(key);
+        }
+        let position = match (self.named.split_first(), self.unnamed.split_first()) {
+            (Some((a, rest)), Some((b, _))) if a < b => {
+                self.named = rest;
+                *a
+            }
+            (_, Some((b, rest))) => {
+                self.unnamed = rest;
+                *b
+            }
+            (Some((a, rest)), None) => {
+                self.named = rest;
+                *a
+            }
+            (None, None) => return None,
+        };
+        self.set.keys.get(position)
     }
 }
 
@@ -148,7 +211,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, JwksError> {
         };
         let kid = object.get("kid").and_then(Value::as_str).map(|k| json::printable(k, 64));
         match parse_key(&object) {
-            Ok(jwk) => parsed.keys.keys.push(jwk),
+            Ok(jwk) => parsed.keys.push(jwk),
             Err(reason) => parsed.skipped.push(SkippedKey { index, kid, reason }),
         }
     }
@@ -235,6 +298,30 @@ fn short(error: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_for_a_kid_are_those_with_it_and_those_without_any_in_document_order() {
+        let key = |kid: Option<&str>, seed: u8| {
+            let x = crate::b64::encode(
+                ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([seed + 1; 32])).pk.as_ref(),
+            );
+            match kid {
+                Some(kid) => serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": x}),
+                None => serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+            }
+        };
+        let doc = serde_json::json!({"keys": [key(Some("a"), 0), key(None, 1), key(Some("b"), 2), key(Some("a"), 3), key(None, 4), key(Some("a"), 5)]});
+        let set = parse_value(&doc).unwrap().keys;
+        let positions = |kid: Option<&str>| -> Vec<usize> {
+            set.for_kid(kid).map(|k| set.keys().iter().position(|o| std::ptr::eq(o, k)).unwrap()).collect()
+        };
+        assert_eq!(positions(Some("a")), [0, 1, 3, 4, 5]);
+        assert_eq!(positions(Some("b")), [1, 2, 4]);
+        assert_eq!(positions(Some("c")), [1, 4]);
+        assert_eq!(positions(Some("")), [1, 4]);
+        assert_eq!(positions(None), [0, 1, 2, 3, 4, 5]);
+        assert!(set.has_kid("a") && set.has_kid("b") && !set.has_kid("c"));
+    }
     use serde_json::json;
 
     const ED_X: &str = "-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs";

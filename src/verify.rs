@@ -96,15 +96,9 @@ pub fn names_unknown_kid(token: &Token, keys: &KeySet) -> bool {
     token.kid.as_deref().is_some_and(|kid| !keys.has_kid(kid))
 }
 
+/// A key without a kid may verify any token; a token without a kid any key.
 fn candidates<'a>(token: &'a Token, keys: &'a KeySet) -> impl Iterator<Item = &'a Jwk> + 'a {
-    keys.keys()
-        .iter()
-        .filter(move |key| match (&token.kid, &key.kid) {
-            (Some(wanted), Some(have)) => wanted == have,
-            // A key without a kid may verify any token; a token without a kid any key.
-            _ => true,
-        })
-        .filter(move |key| key.accepts(token.alg))
+    keys.for_kid(token.kid.as_deref()).filter(move |key| key.accepts(token.alg))
 }
 
 fn check_signature(token: &Token, keys: &KeySet, host: &dyn SignatureHost) -> Result<(), Denial> {
