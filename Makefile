@@ -105,7 +105,7 @@ bench-smoke: wasm envoy ## A 1 s, 1-round benchmark run that checks the benchmar
 # Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly
 # compiler flags; this project builds with the stable toolchain only, so the fuzz build (and
 # nothing else) sets RUSTC_BOOTSTRAP=1 to allow them.
-FUZZ_TARGETS := token jwks config gate
+FUZZ_TARGETS := token jwks config gate bignum ecdsa
 FUZZ_SECONDS ?= 300
 FUZZ := cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz
 
