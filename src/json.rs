@@ -3,7 +3,8 @@
 //! Same as `serde_json::Value`, except that an object with a repeated member name is an error at
 //! any depth: two parsers that pick different duplicates is how claims get smuggled.
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -11,6 +12,18 @@ use std::fmt;
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let Strict(value) = serde_json::from_slice(bytes)?;
     Ok(value)
+}
+
+/// The members of a JWKS document's `keys` array, each still unparsed (so that one bad key can be
+/// skipped without losing the others). The document must be an object with exactly one `keys`
+/// member, an array; its other members are ignored.
+///
+/// Like [`parse_strict`], this reads the document through `deserialize_any` with visitors that
+/// answer every kind of value themselves: serde's typed paths would describe a wrong value in the
+/// error ("invalid type: floating point `1.5`"), which links float formatting into the .wasm.
+pub fn jwks_keys(bytes: &[u8]) -> Result<Vec<&RawValue>, serde_json::Error> {
+    let Document(keys) = serde_json::from_slice(bytes)?;
+    Ok(keys)
 }
 
 /// A string from an untrusted document made safe for a log line or an error message: control
@@ -82,6 +95,95 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 }
 
+/// Visitor methods that refuse the value kinds a visitor does not want, in words.
+macro_rules! refuse_scalars {
+    ($what:literal) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Err(E::custom($what))
+        }
+    };
+}
+
+struct Document<'a>(Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for Document<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JWKS object")
+    }
+    refuse_scalars!("the document is not a JSON object");
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom("the document is not a JSON object"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys = None;
+        while let Some(name) = map.next_key::<String>()? {
+            if name != "keys" {
+                map.next_value::<IgnoredAny>()?;
+            } else if keys.is_some() {
+                return Err(de::Error::custom("duplicate member \"keys\""));
+            } else {
+                let Keys(members) = map.next_value()?;
+                keys = Some(members);
+            }
+        }
+        keys.map(Document).ok_or_else(|| de::Error::custom("no `keys` member"))
+    }
+}
+
+struct Keys<'a>(Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for Keys<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(KeysVisitor)
+    }
+}
+
+struct KeysVisitor;
+
+impl<'de> Visitor<'de> for KeysVisitor {
+    type Value = Keys<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of keys")
+    }
+    refuse_scalars!("`keys` is not an array");
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(de::Error::custom("`keys` is not an array"))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::new();
+        while let Some(member) = seq.next_element::<&'de RawValue>()? {
+            members.push(member);
+        }
+        Ok(Keys(members))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +206,29 @@ mod tests {
             let strict = parse_strict(doc.as_bytes()).ok();
             let plain: Option<Value> = serde_json::from_str(doc).ok();
             assert_eq!(strict, plain, "{doc}");
+        }
+    }
+
+    #[test]
+    fn jwks_keys_takes_the_keys_array_and_nothing_else() {
+        let keys = jwks_keys(br#"{"other":[1,{"a":1,"a":2}],"keys":[{"kty":"RSA"}, 7, {"x":1,"x":2}]}"#).unwrap();
+        let raw: Vec<&str> = keys.iter().map(|k| k.get()).collect();
+        assert_eq!(raw, [r#"{"kty":"RSA"}"#, "7", r#"{"x":1,"x":2}"#]);
+        assert!(jwks_keys(br#"{"keys":[]}"#).unwrap().is_empty());
+        for doc in [
+            "[]",
+            "1.5",
+            "null",
+            r#""keys""#,
+            "{}",
+            r#"{"keys":{}}"#,
+            r#"{"keys":1e400}"#,
+            r#"{"keys":[],"keys":[]}"#,
+            r#"{"keys":[1,]}"#,
+            r#"{"keys":[]} x"#,
+            "",
+        ] {
+            assert!(jwks_keys(doc.as_bytes()).is_err(), "{doc}");
         }
     }
 

@@ -7,8 +7,6 @@
 use crate::b64;
 use crate::crypto::{Alg, KeyError, PublicKey};
 use crate::json;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -183,45 +181,53 @@ pub struct Parsed {
     pub skipped: Vec<SkippedKey>,
 }
 
-#[derive(Deserialize)]
-struct Document<'a> {
-    #[serde(borrow)]
-    keys: Vec<&'a RawValue>,
-}
-
 /// Parses a JWKS document.
 pub fn parse(body: &[u8]) -> Result<Parsed, JwksError> {
     if body.len() > MAX_JWKS_BYTES {
         return Err(JwksError::TooLarge);
     }
-    let doc: Document = serde_json::from_slice(body).map_err(|e| JwksError::NotAJwks(short(&e)))?;
-    if doc.keys.len() > MAX_KEYS {
+    let keys = json::jwks_keys(body).map_err(|e| JwksError::NotAJwks(short(&e)))?;
+    if keys.len() > MAX_KEYS {
         return Err(JwksError::TooManyKeys);
     }
     let mut parsed = Parsed::default();
-    for (index, raw) in doc.keys.into_iter().enumerate() {
+    for (index, raw) in keys.into_iter().enumerate() {
         let member = json::parse_strict(raw.get().as_bytes()).ok();
-        let object = match member {
-            Some(Value::Object(object)) => object,
-            _ => {
-                let reason = SkipReason::NotAnObject;
-                parsed.skipped.push(SkippedKey { index, kid: None, reason });
-                continue;
-            }
-        };
-        let kid = object.get("kid").and_then(Value::as_str).map(|k| json::printable(k, 64));
-        match parse_key(&object) {
-            Ok(jwk) => parsed.keys.push(jwk),
-            Err(reason) => parsed.skipped.push(SkippedKey { index, kid, reason }),
-        }
+        parsed.add(index, member.as_ref());
     }
     Ok(parsed)
 }
 
-/// Parses a JWKS given as an already-parsed JSON value (the config's `local_jwks`).
+/// Parses a JWKS given as an already-parsed JSON value (the config's `local_jwks`), with the same
+/// rules as [`parse`].
 pub fn parse_value(value: &Value) -> Result<Parsed, JwksError> {
-    let body = serde_json::to_vec(value).map_err(|e| JwksError::NotAJwks(short(&e)))?;
-    parse(&body)
+    let keys = value.get("keys").ok_or_else(|| JwksError::NotAJwks("no `keys` member".to_owned()))?;
+    let keys = keys.as_array().ok_or_else(|| JwksError::NotAJwks("`keys` is not an array".to_owned()))?;
+    if keys.len() > MAX_KEYS {
+        return Err(JwksError::TooManyKeys);
+    }
+    let mut parsed = Parsed::default();
+    for (index, member) in keys.iter().enumerate() {
+        parsed.add(index, Some(member));
+    }
+    Ok(parsed)
+}
+
+impl Parsed {
+    /// Adds the document's `index`th key, or the reason it is skipped (`None`: not valid JSON).
+    fn add(&mut self, index: usize, member: Option<&Value>) {
+        let Some(Value::Object(object)) = member else {
+            self.skipped.push(SkippedKey { index, kid: None, reason: SkipReason::NotAnObject });
+            return;
+        };
+        match parse_key(object) {
+            Ok(jwk) => self.keys.push(jwk),
+            Err(reason) => {
+                let kid = object.get("kid").and_then(Value::as_str).map(|k| json::printable(k, 64));
+                self.skipped.push(SkippedKey { index, kid, reason });
+            }
+        }
+    }
 }
 
 const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -291,8 +297,10 @@ fn bytes_member(object: &Map<String, Value>, name: &'static str) -> Result<Vec<u
     b64::decode(text).map_err(|_| SkipReason::BadEncoding(name))
 }
 
+/// The parse error in words ("`keys` is not an array at line 1 column 9"): tokengate's own texts
+/// and serde_json's syntax errors, none of which quote the document.
 fn short(error: &serde_json::Error) -> String {
-    format!("line {} column {}: {:?}", error.line(), error.column(), error.classify())
+    error.to_string()
 }
 
 #[cfg(test)]
