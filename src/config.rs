@@ -48,8 +48,11 @@ pub struct RemoteJwks {
 
 impl RemoteJwks {
     /// Identifies the key source: filter instances with the same source share one key set.
+    /// Each part goes in with its length, so no two sources can spell the same id (`|` is
+    /// common in cluster names: Istio's `outbound|8081||keys.tokengate.svc.cluster.local`).
     pub fn source_id(&self) -> String {
-        format!("{}|{}|{}", self.cluster, self.authority, self.path)
+        let (c, a, p) = (&self.cluster, &self.authority, &self.path);
+        format!("{}:{c}|{}:{a}|{}:{p}", c.len(), a.len(), p.len())
     }
 }
 
@@ -292,6 +295,35 @@ fn is_tchar(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_sources_that_differ_never_share_an_id() {
+        let source = |cluster: &str, authority: &str, path: &str| RemoteJwks {
+            cluster: cluster.to_owned(),
+            path: path.to_owned(),
+            authority: authority.to_owned(),
+            refresh_seconds: 60,
+            timeout_ms: 1000,
+            max_stale_seconds: None,
+        };
+        let ids = [
+            source("tenant-a|x", "keys", "/j"),
+            source("tenant-a", "x|keys", "/j"),
+            source("tenant-a", "x", "keys|/j"),
+            source("a:1|b", "c", "/j"),
+            source("a", "1|b:c", "/j"),
+            source("outbound|8081||keys", "", "/j"),
+            source("outbound|8081|", "|keys", "/j"),
+        ]
+        .map(|s| s.source_id());
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!ids[..i].contains(id), "{id} twice");
+        }
+        // Only what names the source counts: timing settings share the key set.
+        let mut slower = source("c", "a", "/p");
+        slower.refresh_seconds = 600;
+        assert_eq!(slower.source_id(), source("c", "a", "/p").source_id());
+    }
 
     fn field_of(doc: &str) -> Option<String> {
         parse(doc.as_bytes()).err().map(|e| e.field)

@@ -3,7 +3,7 @@
 //! Same as `serde_json::Value`, except that an object with a repeated member name is an error at
 //! any depth: two parsers that pick different duplicates is how claims get smuggled.
 
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use std::fmt;
@@ -16,14 +16,17 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 
 /// The members of a JWKS document's `keys` array, each still unparsed (so that one bad key can be
 /// skipped without losing the others). The document must be an object with exactly one `keys`
-/// member, an array; its other members are ignored.
+/// member, an array; its other members are ignored. Only the first `max_keys` members are kept:
+/// the count says how many there were, so a document of millions of `0`s costs no memory.
 ///
 /// Like [`parse_strict`], this reads the document through `deserialize_any` with visitors that
 /// answer every kind of value themselves: serde's typed paths would describe a wrong value in the
 /// error ("invalid type: floating point `1.5`"), which links float formatting into the .wasm.
-pub fn jwks_keys(bytes: &[u8]) -> Result<Vec<&RawValue>, serde_json::Error> {
-    let Document(keys) = serde_json::from_slice(bytes)?;
-    Ok(keys)
+pub fn jwks_keys(bytes: &[u8], max_keys: usize) -> Result<(Vec<&RawValue>, usize), serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let Document(keys) = DocumentSeed(max_keys).deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok((keys.members, keys.count))
 }
 
 /// A string from an untrusted document made safe for a log line or an error message: control
@@ -119,15 +122,19 @@ macro_rules! refuse_scalars {
     };
 }
 
-struct Document<'a>(Vec<&'a RawValue>);
+struct Document<'a>(Keys<'a>);
 
-impl<'de> Deserialize<'de> for Document<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(DocumentVisitor)
+struct DocumentSeed(usize);
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed {
+    type Value = Document<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor(self.0))
     }
 }
 
-struct DocumentVisitor;
+struct DocumentVisitor(usize);
 
 impl<'de> Visitor<'de> for DocumentVisitor {
     type Value = Document<'de>;
@@ -147,23 +154,29 @@ impl<'de> Visitor<'de> for DocumentVisitor {
             } else if keys.is_some() {
                 return Err(de::Error::custom("duplicate member \"keys\""));
             } else {
-                let Keys(members) = map.next_value()?;
-                keys = Some(members);
+                keys = Some(map.next_value_seed(KeysSeed(self.0))?);
             }
         }
         keys.map(Document).ok_or_else(|| de::Error::custom("no `keys` member"))
     }
 }
 
-struct Keys<'a>(Vec<&'a RawValue>);
+struct Keys<'a> {
+    members: Vec<&'a RawValue>,
+    count: usize,
+}
 
-impl<'de> Deserialize<'de> for Keys<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(KeysVisitor)
+struct KeysSeed(usize);
+
+impl<'de> DeserializeSeed<'de> for KeysSeed {
+    type Value = Keys<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(KeysVisitor(self.0))
     }
 }
 
-struct KeysVisitor;
+struct KeysVisitor(usize);
 
 impl<'de> Visitor<'de> for KeysVisitor {
     type Value = Keys<'de>;
@@ -177,10 +190,17 @@ impl<'de> Visitor<'de> for KeysVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut members = Vec::new();
-        while let Some(member) = seq.next_element::<&'de RawValue>()? {
-            members.push(member);
+        while members.len() < self.0 {
+            match seq.next_element::<&'de RawValue>()? {
+                Some(member) => members.push(member),
+                None => return Ok(Keys { count: members.len(), members }),
+            }
         }
-        Ok(Keys(members))
+        let mut count = members.len();
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok(Keys { members, count })
     }
 }
 
@@ -211,10 +231,15 @@ mod tests {
 
     #[test]
     fn jwks_keys_takes_the_keys_array_and_nothing_else() {
-        let keys = jwks_keys(br#"{"other":[1,{"a":1,"a":2}],"keys":[{"kty":"RSA"}, 7, {"x":1,"x":2}]}"#).unwrap();
+        let doc = br#"{"other":[1,{"a":1,"a":2}],"keys":[{"kty":"RSA"}, 7, {"x":1,"x":2}]}"#;
+        let (keys, count) = jwks_keys(doc, 10).unwrap();
         let raw: Vec<&str> = keys.iter().map(|k| k.get()).collect();
-        assert_eq!(raw, [r#"{"kty":"RSA"}"#, "7", r#"{"x":1,"x":2}"#]);
-        assert!(jwks_keys(br#"{"keys":[]}"#).unwrap().is_empty());
+        assert_eq!((raw.as_slice(), count), ([r#"{"kty":"RSA"}"#, "7", r#"{"x":1,"x":2}"#].as_slice(), 3));
+        assert!(jwks_keys(br#"{"keys":[]}"#, 10).is_ok_and(|(keys, count)| keys.is_empty() && count == 0));
+        // Beyond the limit members are counted, not kept, and must still be valid JSON.
+        let (kept, count) = jwks_keys(br#"{"keys":[1,2,3,{"a":[4]},5]}"#, 2).unwrap();
+        assert_eq!((kept.len(), count), (2, 5));
+        assert!(jwks_keys(br#"{"keys":[1,2,3,{"a":[4}]}"#, 2).is_err());
         for doc in [
             "[]",
             "1.5",
@@ -228,7 +253,7 @@ mod tests {
             r#"{"keys":[]} x"#,
             "",
         ] {
-            assert!(jwks_keys(doc.as_bytes()).is_err(), "{doc}");
+            assert!(jwks_keys(doc.as_bytes(), 10).is_err(), "{doc}");
         }
     }
 

@@ -186,8 +186,8 @@ pub fn parse(body: &[u8]) -> Result<Parsed, JwksError> {
     if body.len() > MAX_JWKS_BYTES {
         return Err(JwksError::TooLarge);
     }
-    let keys = json::jwks_keys(body).map_err(|e| JwksError::NotAJwks(short(&e)))?;
-    if keys.len() > MAX_KEYS {
+    let (keys, count) = json::jwks_keys(body, MAX_KEYS).map_err(|e| JwksError::NotAJwks(short(&e)))?;
+    if count > MAX_KEYS {
         return Err(JwksError::TooManyKeys);
     }
     let mut parsed = Parsed::default();

@@ -4,8 +4,11 @@
 //! entries per key source live there: a small *meta* record (versions, fetch counters, a fetch
 //! lease, the schedule) and the last good key-set document. A worker takes the lease with
 //! compare-and-swap before it fetches, so one fetch serves the whole Envoy; the others see the
-//! new version on their next tick and parse the document once. A failed fetch never replaces
-//! the stored document: the last good keys stay in force and the fetch is retried with backoff.
+//! new version on their next tick and parse the document once. A fetched document the same,
+//! byte for byte, as the stored one changes nothing and is not parsed again (a flood of unknown
+//! `kid`s costs one fetch a second, not one parse of a large key set a second). A failed fetch
+//! never replaces the stored document: the last good keys stay in force and the fetch is
+//! retried with backoff.
 
 use crate::host::{SetError, SharedData};
 use crate::jwks::{self, KeySet, SkippedKey};
@@ -16,7 +19,7 @@ pub const MIN_REFETCH_MS: u64 = 1_000;
 /// Longest pause between retries of a failing fetch.
 pub const MAX_RETRY_MS: u64 = 30_000;
 
-const META_TAG: &str = "tg1";
+const META_TAG: &str = "tg2";
 const CAS_ATTEMPTS: usize = 16;
 
 /// The shared schedule and counters of one key source.
@@ -38,8 +41,6 @@ pub struct Meta {
     pub failures: u64,
     /// Somebody saw an unknown `kid` and wants a fetch as soon as the rate limit allows.
     pub refetch_wanted: bool,
-    /// Hash of the stored document, to tell a changed key set from a refreshed one.
-    pub body_hash: u64,
     /// When a fetch last succeeded (ms); 0 = never.
     pub last_ok_ms: u64,
 }
@@ -47,7 +48,7 @@ pub struct Meta {
 impl Meta {
     fn encode(&self) -> String {
         format!(
-            "{META_TAG} {} {} {} {} {} {} {} {} {} {}",
+            "{META_TAG} {} {} {} {} {} {} {} {} {}",
             self.version,
             self.started,
             self.completed,
@@ -56,7 +57,6 @@ impl Meta {
             self.next_due_ms,
             self.failures,
             u8::from(self.refetch_wanted),
-            self.body_hash,
             self.last_ok_ms
         )
     }
@@ -77,7 +77,6 @@ impl Meta {
             next_due_ms: next()?,
             failures: next()?,
             refetch_wanted: next()? != 0,
-            body_hash: next()?,
             last_ok_ms: next()?,
         })
     }
@@ -128,6 +127,8 @@ pub struct KeyCache {
     seen: Meta,
     initialized: bool,
     local: bool,
+    /// Key-set documents this worker has parsed.
+    parses: u64,
 }
 
 impl KeyCache {
@@ -142,6 +143,7 @@ impl KeyCache {
             seen: Meta::default(),
             initialized: false,
             local: false,
+            parses: 0,
         }
     }
 
@@ -168,6 +170,11 @@ impl KeyCache {
     /// Version of the loaded key set (changes whenever its content does).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Key-set documents this worker has parsed (fetched or picked up from shared data).
+    pub fn parses(&self) -> u64 {
+        self.parses
     }
 
     /// Fetches finished, as last seen.
@@ -250,6 +257,7 @@ impl KeyCache {
         let Some((version, body)) = split_stored(&stored) else {
             return SyncResult::Unreadable("stored key set has no version".to_owned());
         };
+        self.parses += 1;
         match jwks::parse(body) {
             Ok(parsed) => {
                 let keys = parsed.keys.len();
@@ -322,7 +330,21 @@ impl KeyCache {
     /// reason it failed. A body that is not a key set counts as a failure.
     pub fn finish_fetch(&mut self, store: &dyn SharedData, now_ms: u64, outcome: Result<&[u8], String>) -> FetchResult {
         let refresh_ms = self.policy.refresh_ms;
-        let parsed = outcome.and_then(|body| jwks::parse(body).map(|p| (body, p)).map_err(|e| e.to_string()));
+        // The document in force, to tell a changed key set from a refreshed one by its bytes.
+        let stored = match store.get(&self.keys_key) {
+            Ok((Some(bytes), _)) => Some(bytes),
+            _ => None,
+        };
+        let stored = stored.as_deref().and_then(split_stored);
+        let parsed = match outcome {
+            // This worker already holds exactly these keys: nothing to parse.
+            Ok(body) if self.keys.is_some() && stored == Some((self.version, body)) => Ok((body, None)),
+            Ok(body) => {
+                self.parses += 1;
+                jwks::parse(body).map(|p| (body, Some(p))).map_err(|e| e.to_string())
+            }
+            Err(reason) => Err(reason),
+        };
         let (body, parsed) = match parsed {
             Ok(ok) => ok,
             Err(reason) => {
@@ -339,25 +361,22 @@ impl KeyCache {
                 return FetchResult::Failed { reason };
             }
         };
-        let hash = fnv1a(body);
         let mut changed = false;
-        let stored = self.record(store, |meta| {
-            changed = meta.version == 0 || meta.body_hash != hash;
+        let recorded = self.record(store, |meta| {
+            changed = meta.version == 0 || stored != Some((meta.version, body));
             Meta {
                 version: if changed { meta.version + 1 } else { meta.version },
                 completed: meta.completed + 1,
                 lease_until_ms: 0,
                 failures: 0,
                 next_due_ms: now_ms + refresh_ms,
-                body_hash: hash,
                 last_ok_ms: now_ms,
                 ..meta
             }
         });
-        let Some(meta) = stored else {
+        let Some(meta) = recorded else {
             return FetchResult::Failed { reason: "could not update shared data".to_owned() };
         };
-        let keys = parsed.keys.len();
         if changed {
             let mut value = format!("{META_TAG} {}\n", meta.version).into_bytes();
             value.extend_from_slice(body);
@@ -365,6 +384,11 @@ impl KeyCache {
             // write lands find an older document and simply try again on their next tick.
             let _ = store.set(&self.keys_key, &value, None);
         }
+        let Some(parsed) = parsed else {
+            let keys = self.keys.as_ref().map_or(0, |k| k.len());
+            return FetchResult::Stored { changed, keys, skipped: Vec::new() };
+        };
+        let keys = parsed.keys.len();
         if meta.version > self.version || self.keys.is_none() {
             self.keys = Some(Rc::new(parsed.keys));
             self.version = meta.version;
@@ -409,10 +433,6 @@ fn split_stored(stored: &[u8]) -> Option<(u64, &[u8])> {
     Some((version, stored.get(newline + 1..)?))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,7 +465,6 @@ mod tests {
             next_due_ms: 7,
             failures: 2,
             refetch_wanted: true,
-            body_hash: u64::MAX,
         };
         assert_eq!(Meta::decode(meta.encode().as_bytes()), Some(meta));
         assert_eq!(Meta::decode(b"tg0 1 2 3"), None);
@@ -505,13 +524,36 @@ mod tests {
         w[0].finish_fetch(&store, 1, Ok(SET_A));
         assert!(w[0].claim_fetch(&store, 1 + POLICY.refresh_ms));
         let again = w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(SET_A));
-        assert!(matches!(again, FetchResult::Stored { changed: false, .. }));
+        assert!(matches!(again, FetchResult::Stored { changed: false, keys: 1, .. }));
         assert_eq!(w[0].version(), 1);
+        assert_eq!(w[0].parses(), 1, "the same document is not parsed again");
         // Revoking the last token publishes an empty set: it must take effect.
         assert!(w[0].claim_fetch(&store, 3 + 2 * POLICY.refresh_ms));
         w[0].finish_fetch(&store, 4 + 2 * POLICY.refresh_ms, Ok(SET_EMPTY));
         assert_eq!(w[0].version(), 2);
         assert!(w[0].keys().is_some_and(|k| k.is_empty()));
+        // The same keys written differently (one more space) are another document: a new
+        // version, so the verified-token cache of every worker starts over.
+        assert!(w[0].claim_fetch(&store, 5 + 3 * POLICY.refresh_ms));
+        w[0].finish_fetch(&store, 6 + 3 * POLICY.refresh_ms, Ok(br#"{"keys": []}"#));
+        assert_eq!(w[0].version(), 3);
+    }
+
+    #[test]
+    fn any_changed_byte_is_a_new_version_for_every_worker() {
+        let store = MemorySharedData::default();
+        let mut w = workers(2, &store);
+        assert!(w[0].claim_fetch(&store, 0));
+        w[0].finish_fetch(&store, 1, Ok(SET_A));
+        w[1].sync(&store);
+        let renamed = String::from_utf8_lossy(SET_A).replace(r#""kid":"a""#, r#""kid":"b""#).into_bytes();
+        assert!(w[0].claim_fetch(&store, 1 + POLICY.refresh_ms));
+        assert!(matches!(
+            w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(&renamed)),
+            FetchResult::Stored { changed: true, .. }
+        ));
+        assert!(matches!(w[1].sync(&store), SyncResult::Loaded { .. }));
+        assert_eq!((w[0].version(), w[1].version()), (2, 2));
     }
 
     #[test]
@@ -533,6 +575,12 @@ mod tests {
             }
         }
         assert!((9..=10).contains(&fetches), "{fetches} fetches in 10 s");
+        // The key set never changed: each worker parsed it once, fetched or picked up.
+        for cache in w.iter_mut() {
+            cache.sync(&store);
+        }
+        assert!(w.iter().all(|c| c.parses() == 1), "{:?}", w.iter().map(KeyCache::parses).collect::<Vec<_>>());
+        assert!(w.iter().all(|c| c.version() == 1));
     }
 
     #[test]
