@@ -13,6 +13,8 @@ Environment (all optional):
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
   BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
   BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
+  BENCH_EXTRA_KEYS N more Ed25519 keys (own kids) ahead of the three in the key set, as in a
+                   namespace with many tokens, each with its own key (default 0)
   BENCH_PIN        1: Envoy on the last CPU, wrk on the others (default on machines with 2+ CPUs), 0: no pinning
 """
 import base64
@@ -43,6 +45,7 @@ THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 NTOKENS = int(os.environ.get("BENCH_TOKENS", "2000" if SMOKE else "20000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "0" if SMOKE else "1"))
+EXTRA_KEYS = int(os.environ.get("BENCH_EXTRA_KEYS", "0"))
 JWT_CACHE_SIZE = 1000
 ALGS = ["RS256", "ES256", "EdDSA"]
 CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"]
@@ -145,6 +148,23 @@ def make_tokens():
             f.write("\n".join(out) + "\n")
         os.replace(tmp, files[alg])
     return jwks_path, files
+
+
+def with_extra_keys(jwks_text, n):
+    """The key set with n other Ed25519 public keys (kids pad-000000...) ahead of its own."""
+    path = os.path.join(DATA, f"extra-keys-{n}.json")
+    if not os.path.exists(path):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        log(f"making {n} extra Ed25519 keys (once; cached in {DATA})")
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        pads = [{"kty": "OKP", "kid": f"pad-{i:06d}", "alg": "EdDSA", "use": "sig", "crv": "Ed25519",
+                 "x": b64u(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(*raw))}
+                for i in range(n)]
+        json.dump(pads, open(path, "w"))
+    jwks = json.loads(jwks_text)
+    jwks["keys"] = json.load(open(path)) + jwks["keys"]
+    return json.dumps(jwks)
 
 
 # ---------------------------------------------------------------- envoy configurations
@@ -490,6 +510,8 @@ def main():
             os.remove(os.path.join(WORK, f))
     jwks_path, files = make_tokens()
     jwks_text = open(jwks_path).read()
+    if EXTRA_KEYS:
+        jwks_text = with_extra_keys(jwks_text, EXTRA_KEYS)
     same = {}
     for alg in ALGS:
         first = open(files[alg]).readline().strip()
@@ -550,7 +572,7 @@ def main():
            + (f"Envoy pinned to CPU {ENVOY_CPUS[0]}, wrk to CPU {WRK_CPUS[0]}; " if PIN else "no CPU pinning; ")
            + f"{ROUNDS} round(s), "
            f"configuration order reversed every other round; {NTOKENS} distinct tokens per "
-           f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}."
+           f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}; key set of {3 + EXTRA_KEYS} keys."
            + (" SMOKE run: numbers not meaningful." if SMOKE else ""),
            f"Other load (our Envoy and wrk stopped): loadavg {load_start} at start, {loadavg()} at "
            f"end; other processes' CPU over 1 s at start: {others_start}; at end: {busy_others()}. "

@@ -11,7 +11,7 @@ pub const YEAR_9999_UNIX: i64 = 253_370_764_800;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rfc3339Error {
     /// The text does not have the `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)` shape.
-    #[error("not an RFC 3339 timestamp (expected e.g. 2026-12-03T17:00:00Z)")]
+    #[error("not an RFC 3339 timestamp (expected e.g. 2030-01-01T00:00:00Z)")]
     Syntax,
     /// The shape is right but a component is out of range (month 13, February 30, hour 24...).
     #[error("not a valid date and time: {0} out of range")]

@@ -219,6 +219,7 @@ async function main() {
   await page.locator("#scope-error").waitFor({ state: "visible" });
   const invalid = await page.locator("#scope-error").innerText();
   check(/^Namespace: must be 1 to 128 characters/.test(invalid), `scope error says: ${invalid}`);
+  check((await focusedId(page)) === "namespace", "the namespace field does not have the focus after the API refused it");
 
   step("a function name the API would refuse is refused at once, not at Generate");
   await showScope(page, namespace, "../cart?x#y");
@@ -274,6 +275,8 @@ async function main() {
   await page.locator("#token-dialog").waitFor({ state: "visible" });
   const warning = await page.locator("#token-warning").innerText();
   check(/cannot be shown again/.test(warning), `token warning says: ${warning}`);
+  const tokenScroll = await page.locator("#token-value").evaluate((t) => t.scrollTop);
+  check(tokenScroll === 0, `the token is shown scrolled by ${tokenScroll} px, not from its first character`);
   await screenshot(page, "token-shown");
 
   step("Copy, read the clipboard");

@@ -149,7 +149,7 @@ pub struct CreateArgs {
     /// What the token is for (1 to 256 characters)
     #[arg(long, value_name = "TEXT")]
     pub description: String,
-    /// Expiry as an RFC 3339 timestamp, e.g. 2026-12-03T17:00:00Z
+    /// Expiry as an RFC 3339 timestamp, e.g. 2030-01-01T00:00:00Z
     #[arg(long, value_name = "RFC3339")]
     pub expires_at: Option<String>,
     /// Expiry from now: 30s, 15m, 12h, 30d

@@ -340,6 +340,8 @@ async function loadTokens({ focusList = false } = {}) {
     listed = [];
     $("list-card").hidden = true;
     showMessage($("scope-error"), error.message);
+    // The busy button lost the focus when it was disabled: give it to the field the answer is about.
+    if (focusList) $("namespace").focus();
   } finally {
     if (generation === listGeneration) setBusy($("scope-submit"), false);
   }
@@ -531,6 +533,8 @@ function showCreated(created) {
   $("token-value").value = created.token;
   showMessage($("copy-status"), "");
   openDialog($("token-dialog"), $("generate-open"), $("token-copy"));
+  // From its first character: a textarea given a value shows its end.
+  $("token-value").scrollTop = 0;
 }
 
 $("token-copy").addEventListener("click", async () => {

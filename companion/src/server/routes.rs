@@ -30,8 +30,10 @@ use crate::store::TokenFilter;
 use crate::token_id::looks_like_token_id;
 use crate::validate::check_id;
 
-/// `Cache-Control` of the JWKS: short, so a revocation reaches the filters quickly.
-pub const JWKS_CACHE_CONTROL: &str = "public, max-age=30";
+/// `Cache-Control` of the JWKS: a cache between the key service and Envoy may keep the document
+/// but must revalidate it (`ETag`, a cheap 304) on every fetch, so a deleted token's key cannot
+/// outlive its deletion in a cache.
+pub const JWKS_CACHE_CONTROL: &str = "no-cache";
 
 /// The public key-set route.
 pub const JWKS_ROUTE: &str = "/v1/namespaces/{namespace}/jwks.json";
