@@ -9,7 +9,7 @@ use crate::config::{FilterConfig, KeySource};
 use crate::deny::Denial;
 use crate::host::SharedData;
 use crate::hostcrypto::{RustOnly, SignatureHost};
-use crate::keycache::{FetchPolicy, FetchResult, KeyCache, SyncResult, MIN_REFETCH_MS};
+use crate::keycache::{FetchPolicy, FetchResult, Fetched, KeyCache, SyncResult, MIN_REFETCH_MS};
 use crate::token::{self, Token};
 use crate::verified::VerifiedCache;
 use crate::verify::{self, Policy, VerifiedClaims};
@@ -162,7 +162,7 @@ impl Gate {
         &mut self,
         store: &dyn SharedData,
         now_ms: u64,
-        outcome: Result<&[u8], String>,
+        outcome: Result<Fetched<'_>, String>,
     ) -> (FetchResult, Vec<Resolved>) {
         let result = self.cache.finish_fetch(store, now_ms, outcome);
         (result, self.resolve(store, now_ms))
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(gate.on_request(&store, 7, &[&t], 0), Outcome::Paused);
         let tick = gate.on_tick(&store, 10);
         assert!(tick.fetch && tick.resolved.is_empty());
-        let (result, resolved) = gate.on_fetch_done(&store, 20, Ok(&jwks(&[1])));
+        let (result, resolved) = gate.on_fetch_done(&store, 20, Ok(Fetched::body(&jwks(&[1]))));
         assert!(matches!(result, FetchResult::Stored { changed: true, .. }));
         assert_eq!(resolved.len(), 1);
         assert_eq!(resolved[0].context_id, 7);
@@ -341,7 +341,7 @@ mod tests {
         let t = token(1, "{}");
         assert_eq!(gate.on_request(&store, 1, &[&t], 0), Outcome::Paused);
         assert!(gate.on_tick(&store, 0).fetch);
-        let (_, resolved) = gate.on_fetch_done(&store, 5, Ok(b"<html>502</html>"));
+        let (_, resolved) = gate.on_fetch_done(&store, 5, Ok(Fetched::body(b"<html>502</html>")));
         assert_eq!(resolved, vec![Resolved { context_id: 1, result: Err(Denial::KeysUnavailable) }]);
         // Once the key service has failed, new requests are denied at once, not parked.
         assert_eq!(gate.on_request(&store, 2, &[&t], 10), Outcome::Deny(Denial::KeysUnavailable));
@@ -361,20 +361,20 @@ mod tests {
         let store = MemorySharedData::default();
         let mut gate = remote_gate(&store);
         assert!(gate.on_tick(&store, 0).fetch);
-        gate.on_fetch_done(&store, 5, Ok(&jwks(&[1])));
+        gate.on_fetch_done(&store, 5, Ok(Fetched::body(&jwks(&[1]))));
         let fresh = token(2, "{}");
         assert_eq!(gate.on_request(&store, 9, &[&fresh], 100), Outcome::Paused);
         // Rate limit: no refetch before 1 s after the last fetch started.
         assert!(!gate.on_tick(&store, 999).fetch);
         assert!(gate.on_tick(&store, 1_000).fetch);
-        let (_, resolved) = gate.on_fetch_done(&store, 1_010, Ok(&jwks(&[1, 2])));
+        let (_, resolved) = gate.on_fetch_done(&store, 1_010, Ok(Fetched::body(&jwks(&[1, 2]))));
         assert_eq!(resolved.len(), 1);
         assert!(resolved[0].result.is_ok(), "a freshly created token is accepted");
         // A kid that is still unknown after the refetch is denied.
         let stranger = token(3, "{}");
         assert_eq!(gate.on_request(&store, 10, &[&stranger], 1_100), Outcome::Paused);
         assert!(gate.on_tick(&store, 2_000).fetch);
-        let (_, resolved) = gate.on_fetch_done(&store, 2_010, Ok(&jwks(&[1, 2])));
+        let (_, resolved) = gate.on_fetch_done(&store, 2_010, Ok(Fetched::body(&jwks(&[1, 2]))));
         assert_eq!(resolved, vec![Resolved { context_id: 10, result: Err(Denial::UnknownKey) }]);
     }
 
@@ -385,7 +385,7 @@ mod tests {
         let mut gate = Gate::new(&config::parse(doc).unwrap());
         gate.start(&store);
         assert!(gate.on_tick(&store, 0).fetch);
-        gate.on_fetch_done(&store, 10, Ok(&jwks(&[1])));
+        gate.on_fetch_done(&store, 10, Ok(Fetched::body(&jwks(&[1]))));
         let t = token(1, "{}");
         assert!(matches!(gate.on_request(&store, 1, &[&t], 4_000), Outcome::Allow(_)));
         // Every refresh fails from here on.
@@ -402,7 +402,7 @@ mod tests {
         let store = MemorySharedData::default();
         let mut gate = remote_gate(&store);
         assert!(gate.on_tick(&store, 0).fetch);
-        gate.on_fetch_done(&store, 5, Ok(&jwks(&[1, 2])));
+        gate.on_fetch_done(&store, 5, Ok(Fetched::body(&jwks(&[1, 2]))));
         let t = token(1, r#"{"exp":100}"#);
         assert!(matches!(gate.on_request(&store, 1, &[&t], 10), Outcome::Allow(_)));
         assert!(matches!(gate.on_request(&store, 2, &[&t], 20), Outcome::Allow(_)), "from the cache");
@@ -412,7 +412,7 @@ mod tests {
         assert!(matches!(gate.on_request(&store, 4, &[&fresh], 160_000), Outcome::Allow(_)));
         // Key 1 is deleted: the next key set no longer has it, and the cached token is refused.
         assert!(gate.on_tick(&store, 1_000_000).fetch);
-        gate.on_fetch_done(&store, 1_000_005, Ok(&jwks(&[2])));
+        gate.on_fetch_done(&store, 1_000_005, Ok(Fetched::body(&jwks(&[2]))));
         assert_eq!(gate.on_request(&store, 5, &[&fresh], 1_000_010), Outcome::Paused, "unknown kid: one refetch");
     }
 
@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(b.on_request(&store, 1, &[&t], 0), Outcome::Paused);
         assert!(a.on_tick(&store, 0).fetch);
         assert!(!b.on_tick(&store, 0).fetch, "only one worker fetches");
-        a.on_fetch_done(&store, 5, Ok(&jwks(&[1])));
+        a.on_fetch_done(&store, 5, Ok(Fetched::body(&jwks(&[1]))));
         let tick = b.on_tick(&store, 20);
         assert_eq!(tick.synced, SyncResult::Loaded { keys: 1 });
         assert_eq!(tick.resolved.len(), 1);

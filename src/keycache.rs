@@ -4,11 +4,12 @@
 //! entries per key source live there: a small *meta* record (versions, fetch counters, a fetch
 //! lease, the schedule) and the last good key-set document. A worker takes the lease with
 //! compare-and-swap before it fetches, so one fetch serves the whole Envoy; the others see the
-//! new version on their next tick and parse the document once. A fetched document the same,
-//! byte for byte, as the stored one changes nothing and is not parsed again (a flood of unknown
-//! `kid`s costs one fetch a second, not one parse of a large key set a second). A failed fetch
-//! never replaces the stored document: the last good keys stay in force and the fetch is
-//! retried with backoff.
+//! new version on their next tick and parse the document once. A fetch sends the stored
+//! document's `ETag` in `If-None-Match`, so an unchanged key set comes back as a bodiless 304;
+//! a fetched document the same, byte for byte, as the stored one changes nothing either and is
+//! not parsed again (a flood of unknown `kid`s costs one small fetch a second, not one transfer
+//! and parse of a large key set a second). A failed fetch never replaces the stored document:
+//! the last good keys stay in force and the fetch is retried with backoff.
 
 use crate::host::{SetError, SharedData};
 use crate::jwks::{self, KeySet, SkippedKey};
@@ -20,6 +21,8 @@ pub const MIN_REFETCH_MS: u64 = 1_000;
 pub const MAX_RETRY_MS: u64 = 30_000;
 
 const META_TAG: &str = "tg2";
+/// Longest `ETag` kept for conditional fetches (longer ones are not sent back).
+const MAX_ETAG_BYTES: usize = 256;
 const CAS_ATTEMPTS: usize = 16;
 
 /// The shared schedule and counters of one key source.
@@ -95,6 +98,22 @@ pub struct FetchPolicy {
     pub max_stale_ms: Option<u64>,
 }
 
+/// The answer to a claimed fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched<'a> {
+    /// 200: the document, and the `ETag` it came with.
+    Document { body: &'a [u8], etag: Option<&'a [u8]> },
+    /// 304 to the `If-None-Match` of [`KeyCache::fetch_etag`]: the stored document is current.
+    NotModified,
+}
+
+impl<'a> Fetched<'a> {
+    /// A 200 without an `ETag`.
+    pub fn body(body: &'a [u8]) -> Fetched<'a> {
+        Fetched::Document { body, etag: None }
+    }
+}
+
 /// What a finished fetch did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchResult {
@@ -124,6 +143,8 @@ pub struct KeyCache {
     policy: FetchPolicy,
     version: u64,
     keys: Option<Rc<KeySet>>,
+    /// `ETag` of the document of `version`, when it came with a usable one.
+    etag: Option<String>,
     seen: Meta,
     initialized: bool,
     local: bool,
@@ -140,6 +161,7 @@ impl KeyCache {
             policy,
             version: 0,
             keys: None,
+            etag: None,
             seen: Meta::default(),
             initialized: false,
             local: false,
@@ -170,6 +192,12 @@ impl KeyCache {
     /// Version of the loaded key set (changes whenever its content does).
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    /// The `If-None-Match` for the next fetch: the `ETag` of the document in force, when this
+    /// worker holds that document (a 304 can only confirm a document the worker has).
+    pub fn fetch_etag(&self) -> Option<&str> {
+        self.etag.as_deref().filter(|_| self.keys.is_some() && self.version == self.seen.version)
     }
 
     /// Key-set documents this worker has parsed (fetched or picked up from shared data).
@@ -254,15 +282,16 @@ impl KeyCache {
             Ok((Some(bytes), _)) => bytes,
             _ => return SyncResult::Unreadable("stored key set missing".to_owned()),
         };
-        let Some((version, body)) = split_stored(&stored) else {
+        let Some(doc) = split_stored(&stored) else {
             return SyncResult::Unreadable("stored key set has no version".to_owned());
         };
         self.parses += 1;
-        match jwks::parse(body) {
+        match jwks::parse(doc.body) {
             Ok(parsed) => {
                 let keys = parsed.keys.len();
                 self.keys = Some(Rc::new(parsed.keys));
-                self.version = version;
+                self.version = doc.version;
+                self.etag = doc.etag.map(str::to_owned);
                 SyncResult::Loaded { keys }
             }
             Err(e) => SyncResult::Unreadable(e.to_string()),
@@ -326,44 +355,43 @@ impl KeyCache {
         None
     }
 
-    /// Records the end of the fetch this worker claimed: `Ok(body)` for a 200 response, or the
-    /// reason it failed. A body that is not a key set counts as a failure.
-    pub fn finish_fetch(&mut self, store: &dyn SharedData, now_ms: u64, outcome: Result<&[u8], String>) -> FetchResult {
-        let refresh_ms = self.policy.refresh_ms;
+    /// Records the end of the fetch this worker claimed: its answer, or the reason it failed. A
+    /// body that is not a key set counts as a failure.
+    pub fn finish_fetch(
+        &mut self,
+        store: &dyn SharedData,
+        now_ms: u64,
+        outcome: Result<Fetched<'_>, String>,
+    ) -> FetchResult {
         // The document in force, to tell a changed key set from a refreshed one by its bytes.
-        let stored = match store.get(&self.keys_key) {
+        let stored_bytes = match store.get(&self.keys_key) {
             Ok((Some(bytes), _)) => Some(bytes),
             _ => None,
         };
-        let stored = stored.as_deref().and_then(split_stored);
-        let parsed = match outcome {
-            // This worker already holds exactly these keys: nothing to parse.
-            Ok(body) if self.keys.is_some() && stored == Some((self.version, body)) => Ok((body, None)),
-            Ok(body) => {
-                self.parses += 1;
-                jwks::parse(body).map(|p| (body, Some(p))).map_err(|e| e.to_string())
-            }
-            Err(reason) => Err(reason),
+        let stored = stored_bytes.as_deref().and_then(split_stored);
+        let held = stored.filter(|doc| self.keys.is_some() && doc.version == self.version);
+        let (body, etag) = match outcome {
+            Ok(Fetched::Document { body, etag }) => (body, etag.and_then(usable_etag)),
+            Ok(Fetched::NotModified) => match held {
+                Some(doc) => (doc.body, doc.etag),
+                None => return self.fail(store, now_ms, "304 for a key set this worker does not hold".to_owned()),
+            },
+            Err(reason) => return self.fail(store, now_ms, reason),
         };
-        let (body, parsed) = match parsed {
-            Ok(ok) => ok,
-            Err(reason) => {
-                self.record(store, |meta| {
-                    let failures = meta.failures + 1;
-                    Meta {
-                        completed: meta.completed + 1,
-                        lease_until_ms: 0,
-                        failures,
-                        next_due_ms: now_ms + retry_delay(failures, refresh_ms),
-                        ..meta
-                    }
-                });
-                return FetchResult::Failed { reason };
+        // This worker already holds exactly these keys: nothing to parse.
+        let parsed = if held.is_some_and(|doc| doc.body == body) {
+            None
+        } else {
+            self.parses += 1;
+            match jwks::parse(body) {
+                Ok(parsed) => Some(parsed),
+                Err(e) => return self.fail(store, now_ms, e.to_string()),
             }
         };
+        let refresh_ms = self.policy.refresh_ms;
         let mut changed = false;
         let recorded = self.record(store, |meta| {
-            changed = meta.version == 0 || stored != Some((meta.version, body));
+            changed = meta.version == 0 || !stored.is_some_and(|doc| doc.version == meta.version && doc.body == body);
             Meta {
                 version: if changed { meta.version + 1 } else { meta.version },
                 completed: meta.completed + 1,
@@ -377,14 +405,18 @@ impl KeyCache {
         let Some(meta) = recorded else {
             return FetchResult::Failed { reason: "could not update shared data".to_owned() };
         };
-        if changed {
-            let mut value = format!("{META_TAG} {}\n", meta.version).into_bytes();
+        if changed || stored.is_some_and(|doc| doc.etag != etag) {
+            let mut value = format!("{META_TAG} {} {}\n", meta.version, etag.unwrap_or("")).into_bytes();
             value.extend_from_slice(body);
             // The meta record already names this version; workers that read it before this
             // write lands find an older document and simply try again on their next tick.
             let _ = store.set(&self.keys_key, &value, None);
         }
+        let etag = etag.map(str::to_owned);
         let Some(parsed) = parsed else {
+            // The keys this worker holds are the document of `meta.version` now.
+            self.version = meta.version;
+            self.etag = etag;
             let keys = self.keys.as_ref().map_or(0, |k| k.len());
             return FetchResult::Stored { changed, keys, skipped: Vec::new() };
         };
@@ -392,8 +424,25 @@ impl KeyCache {
         if meta.version > self.version || self.keys.is_none() {
             self.keys = Some(Rc::new(parsed.keys));
             self.version = meta.version;
+            self.etag = etag;
         }
         FetchResult::Stored { changed, keys, skipped: parsed.skipped }
+    }
+
+    /// Records a failed fetch: the last good keys stay, the next try backs off.
+    fn fail(&mut self, store: &dyn SharedData, now_ms: u64, reason: String) -> FetchResult {
+        let refresh_ms = self.policy.refresh_ms;
+        self.record(store, |meta| {
+            let failures = meta.failures + 1;
+            Meta {
+                completed: meta.completed + 1,
+                lease_until_ms: 0,
+                failures,
+                next_due_ms: now_ms + retry_delay(failures, refresh_ms),
+                ..meta
+            }
+        });
+        FetchResult::Failed { reason }
     }
 
     /// Records that a claimed fetch could not even be started (for example, unknown cluster).
@@ -426,11 +475,33 @@ pub fn retry_delay(failures: u64, refresh_ms: u64) -> u64 {
     MIN_REFETCH_MS.saturating_mul(1 << exponent).min(MAX_RETRY_MS).min(refresh_ms.max(MIN_REFETCH_MS))
 }
 
-fn split_stored(stored: &[u8]) -> Option<(u64, &[u8])> {
+/// The stored key set: a `tg2 VERSION ETAG` line (ETAG may be empty), then the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StoredDoc<'a> {
+    version: u64,
+    etag: Option<&'a str>,
+    body: &'a [u8],
+}
+
+fn split_stored(stored: &[u8]) -> Option<StoredDoc<'_>> {
     let newline = stored.iter().position(|&b| b == b'\n')?;
     let head = std::str::from_utf8(stored.get(..newline)?).ok()?;
-    let version = head.strip_prefix(META_TAG)?.trim().parse().ok()?;
-    Some((version, stored.get(newline + 1..)?))
+    let mut fields = head.split(' ');
+    if fields.next()? != META_TAG {
+        return None;
+    }
+    let version = fields.next()?.parse().ok()?;
+    let etag = fields.next().filter(|e| !e.is_empty());
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(StoredDoc { version, etag, body: stored.get(newline + 1..)? })
+}
+
+/// An `ETag` that can be stored and sent back as it came: visible ASCII, no spaces.
+fn usable_etag(etag: &[u8]) -> Option<&str> {
+    let fits = !etag.is_empty() && etag.len() <= MAX_ETAG_BYTES && etag.iter().all(|b| b.is_ascii_graphic());
+    std::str::from_utf8(etag).ok().filter(|_| fits)
 }
 
 #[cfg(test)]
@@ -479,7 +550,7 @@ mod tests {
         assert_eq!(claims.iter().filter(|c| **c).count(), 1, "exactly one worker fetches");
         let first = claims.iter().position(|c| *c).unwrap();
         assert_eq!(w[first].first_keys_target(1_000), Some(1));
-        let result = w[first].finish_fetch(&store, 1_050, Ok(SET_A));
+        let result = w[first].finish_fetch(&store, 1_050, Ok(Fetched::body(SET_A)));
         assert!(matches!(result, FetchResult::Stored { changed: true, keys: 1, .. }));
         for cache in w.iter_mut() {
             cache.sync(&store);
@@ -496,13 +567,13 @@ mod tests {
         let store = MemorySharedData::default();
         let mut w = workers(2, &store);
         assert!(w[0].claim_fetch(&store, 0));
-        w[0].finish_fetch(&store, 10, Ok(SET_A));
+        w[0].finish_fetch(&store, 10, Ok(Fetched::body(SET_A)));
         let version = w[0].version();
         let due = 10 + POLICY.refresh_ms;
         for (i, body) in [&b"<html>502</html>"[..], b"", b"{\"keys\":7}"].iter().enumerate() {
             let now = due + 100_000 * i as u64;
             assert!(w[1].claim_fetch(&store, now));
-            assert!(matches!(w[1].finish_fetch(&store, now + 5, Ok(body)), FetchResult::Failed { .. }));
+            assert!(matches!(w[1].finish_fetch(&store, now + 5, Ok(Fetched::body(body))), FetchResult::Failed { .. }));
             w[0].sync(&store);
             assert_eq!(w[0].version(), version);
             assert_eq!(w[0].keys().map(|k| k.len()), Some(1));
@@ -521,22 +592,79 @@ mod tests {
         let store = MemorySharedData::default();
         let mut w = workers(1, &store);
         assert!(w[0].claim_fetch(&store, 0));
-        w[0].finish_fetch(&store, 1, Ok(SET_A));
+        w[0].finish_fetch(&store, 1, Ok(Fetched::body(SET_A)));
         assert!(w[0].claim_fetch(&store, 1 + POLICY.refresh_ms));
-        let again = w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(SET_A));
+        let again = w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(Fetched::body(SET_A)));
         assert!(matches!(again, FetchResult::Stored { changed: false, keys: 1, .. }));
         assert_eq!(w[0].version(), 1);
         assert_eq!(w[0].parses(), 1, "the same document is not parsed again");
         // Revoking the last token publishes an empty set: it must take effect.
         assert!(w[0].claim_fetch(&store, 3 + 2 * POLICY.refresh_ms));
-        w[0].finish_fetch(&store, 4 + 2 * POLICY.refresh_ms, Ok(SET_EMPTY));
+        w[0].finish_fetch(&store, 4 + 2 * POLICY.refresh_ms, Ok(Fetched::body(SET_EMPTY)));
         assert_eq!(w[0].version(), 2);
         assert!(w[0].keys().is_some_and(|k| k.is_empty()));
         // The same keys written differently (one more space) are another document: a new
         // version, so the verified-token cache of every worker starts over.
         assert!(w[0].claim_fetch(&store, 5 + 3 * POLICY.refresh_ms));
-        w[0].finish_fetch(&store, 6 + 3 * POLICY.refresh_ms, Ok(br#"{"keys": []}"#));
+        w[0].finish_fetch(&store, 6 + 3 * POLICY.refresh_ms, Ok(Fetched::body(br#"{"keys": []}"#)));
         assert_eq!(w[0].version(), 3);
+    }
+
+    #[test]
+    fn an_etag_makes_refreshes_conditional() {
+        let store = MemorySharedData::default();
+        let mut w = workers(3, &store);
+        let v1 = Fetched::Document { body: SET_A, etag: Some(br#""v1""#) };
+        assert!(w[0].claim_fetch(&store, 0));
+        assert_eq!(w[0].fetch_etag(), None, "nothing to confirm before the first key set");
+        w[0].finish_fetch(&store, 1, Ok(v1));
+        assert_eq!(w[0].fetch_etag(), Some(r#""v1""#));
+        assert!(matches!(w[1].sync(&store), SyncResult::Loaded { keys: 1 }));
+        assert_eq!(w[1].fetch_etag(), Some(r#""v1""#), "the ETag is shared with the document");
+
+        // 304: nothing changes, nothing is parsed.
+        let mut now = 2 + POLICY.refresh_ms;
+        assert!(w[1].claim_fetch(&store, now));
+        let result = w[1].finish_fetch(&store, now + 1, Ok(Fetched::NotModified));
+        assert!(matches!(result, FetchResult::Stored { changed: false, keys: 1, .. }), "{result:?}");
+        assert_eq!((w[1].version(), w[1].parses()), (1, 1));
+
+        // A 304 can only confirm a document the worker holds: w[2] has none.
+        now += POLICY.refresh_ms + 10;
+        assert!(w[2].claim_fetch(&store, now));
+        assert!(matches!(w[2].finish_fetch(&store, now + 1, Ok(Fetched::NotModified)), FetchResult::Failed { .. }));
+        assert!(w[2].keys().is_none());
+
+        // A new document with a new ETag: a new version; others send the old ETag until they
+        // have picked the new document up.
+        now += POLICY.refresh_ms + 10;
+        assert!(w[0].claim_fetch(&store, now));
+        let v2 = Fetched::Document { body: SET_EMPTY, etag: Some(br#"W/"v2""#) };
+        assert!(matches!(w[0].finish_fetch(&store, now + 1, Ok(v2)), FetchResult::Stored { changed: true, .. }));
+        assert_eq!((w[0].version(), w[0].fetch_etag()), (2, Some(r#"W/"v2""#)));
+        assert!(matches!(w[1].sync(&store), SyncResult::Loaded { keys: 0 }));
+        assert_eq!(w[1].fetch_etag(), Some(r#"W/"v2""#));
+
+        // The same bytes under another ETag: no new version, the new ETag is kept.
+        now += POLICY.refresh_ms + 10;
+        assert!(w[0].claim_fetch(&store, now));
+        let v3 = Fetched::Document { body: SET_EMPTY, etag: Some(br#""v3""#) };
+        assert!(matches!(w[0].finish_fetch(&store, now + 1, Ok(v3)), FetchResult::Stored { changed: false, .. }));
+        assert_eq!((w[0].version(), w[0].fetch_etag(), w[0].parses()), (2, Some(r#""v3""#), 2));
+    }
+
+    #[test]
+    fn an_etag_that_cannot_be_sent_back_is_not_kept() {
+        let long = [b'a'; MAX_ETAG_BYTES + 1];
+        for etag in [&b"\"a b\""[..], b"\"\xc3\xa9\"", b"\"a\"\r\nx: y", b"", &long] {
+            let store = MemorySharedData::default();
+            let mut w = workers(2, &store);
+            assert!(w[0].claim_fetch(&store, 0));
+            w[0].finish_fetch(&store, 1, Ok(Fetched::Document { body: SET_A, etag: Some(etag) }));
+            assert_eq!(w[0].fetch_etag(), None, "{:?}", String::from_utf8_lossy(etag));
+            w[1].sync(&store);
+            assert_eq!((w[1].version(), w[1].fetch_etag()), (1, None));
+        }
     }
 
     #[test]
@@ -544,12 +672,12 @@ mod tests {
         let store = MemorySharedData::default();
         let mut w = workers(2, &store);
         assert!(w[0].claim_fetch(&store, 0));
-        w[0].finish_fetch(&store, 1, Ok(SET_A));
+        w[0].finish_fetch(&store, 1, Ok(Fetched::body(SET_A)));
         w[1].sync(&store);
         let renamed = String::from_utf8_lossy(SET_A).replace(r#""kid":"a""#, r#""kid":"b""#).into_bytes();
         assert!(w[0].claim_fetch(&store, 1 + POLICY.refresh_ms));
         assert!(matches!(
-            w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(&renamed)),
+            w[0].finish_fetch(&store, 2 + POLICY.refresh_ms, Ok(Fetched::body(&renamed))),
             FetchResult::Stored { changed: true, .. }
         ));
         assert!(matches!(w[1].sync(&store), SyncResult::Loaded { .. }));
@@ -561,7 +689,7 @@ mod tests {
         let store = MemorySharedData::default();
         let mut w = workers(3, &store);
         assert!(w[0].claim_fetch(&store, 0));
-        w[0].finish_fetch(&store, 10, Ok(SET_A));
+        w[0].finish_fetch(&store, 10, Ok(Fetched::body(SET_A)));
         let mut fetches = 0;
         // 10 s of unknown kids from every worker, ticking every 10 ms.
         for now in (20..10_020).step_by(10) {
@@ -570,7 +698,7 @@ mod tests {
                 assert!(target > cache.completed());
                 if cache.claim_fetch(&store, now) {
                     fetches += 1;
-                    cache.finish_fetch(&store, now + 3, Ok(SET_A));
+                    cache.finish_fetch(&store, now + 3, Ok(Fetched::body(SET_A)));
                 }
             }
         }
@@ -591,7 +719,7 @@ mod tests {
         assert!(w[0].claim_fetch(&store, 0));
         w[1].sync(&store);
         assert_eq!(w[1].first_keys_target(5), Some(1));
-        w[0].finish_fetch(&store, 10, Ok(b"<html>"));
+        w[0].finish_fetch(&store, 10, Ok(Fetched::body(b"<html>")));
         w[1].sync(&store);
         // The key service failed: nothing more to wait for until a retry starts.
         assert_eq!(w[1].first_keys_target(20), None);
@@ -614,7 +742,7 @@ mod tests {
         store.set("tokengate/c|a|/p/meta", b"tg0 from another version", None).unwrap();
         let mut w = workers(1, &store);
         assert!(w[0].claim_fetch(&store, 0));
-        w[0].finish_fetch(&store, 5, Ok(SET_A));
+        w[0].finish_fetch(&store, 5, Ok(Fetched::body(SET_A)));
         assert_eq!(w[0].keys().map(|k| k.len()), Some(1));
     }
 
@@ -626,11 +754,11 @@ mod tests {
         cache.init(&store);
         assert!(!cache.is_stale(1_000_000), "never fetched: nothing to be stale");
         assert!(cache.claim_fetch(&store, 0));
-        cache.finish_fetch(&store, 10, Ok(SET_A));
+        cache.finish_fetch(&store, 10, Ok(Fetched::body(SET_A)));
         assert!(!cache.is_stale(60_010));
         assert!(cache.is_stale(60_011));
         assert!(cache.claim_fetch(&store, 400_000));
-        cache.finish_fetch(&store, 400_001, Ok(SET_A));
+        cache.finish_fetch(&store, 400_001, Ok(Fetched::body(SET_A)));
         assert!(!cache.is_stale(400_002), "a good fetch makes the keys fresh again");
         let mut forever = workers(1, &store).pop().unwrap();
         forever.sync(&store);

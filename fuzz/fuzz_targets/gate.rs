@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use tokengate::gate::{Gate, Outcome};
 use tokengate::host::MemorySharedData;
+use tokengate::keycache::Fetched;
 
 fuzz_target!(|data: &[u8]| {
     let store = MemorySharedData::default();
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         now += 7;
         let tick = gate.on_tick(&store, now);
         if tick.fetch {
-            let (_, resolved) = gate.on_fetch_done(&store, now + 1, Ok(include_bytes!("../keys.json")));
+            let (_, resolved) = gate.on_fetch_done(&store, now + 1, Ok(Fetched::body(include_bytes!("../keys.json"))));
             for r in resolved {
                 // Random bytes cannot carry a valid signature for the fuzz key set.
                 assert!(r.result.is_err());

@@ -12,7 +12,7 @@ use crate::gate::{self, Gate, Outcome, Resolved};
 use crate::host::{decode_map, GetError, SetError, SharedData};
 use crate::hostcrypto::{self, SignatureHost};
 use crate::jwks::MAX_JWKS_BYTES;
-use crate::keycache::{FetchResult, SyncResult};
+use crate::keycache::{FetchResult, Fetched, SyncResult};
 use crate::metrics::Counter;
 use crate::verify::VerifiedClaims;
 use abi::Level;
@@ -177,13 +177,17 @@ impl Root {
         let Some(remote) = &self.remote else {
             return Vec::new();
         };
-        let headers = vec![
+        let etag = worker.gate.cache().fetch_etag().map(str::to_owned);
+        let mut headers = vec![
             (":method", "GET"),
             (":path", remote.path.as_str()),
             (":authority", remote.authority.as_str()),
             ("accept", "application/json"),
             ("user-agent", "tokengate"),
         ];
+        if let Some(etag) = &etag {
+            headers.push(("if-none-match", etag));
+        }
         let timeout = Duration::from_millis(remote.timeout_ms);
         match proxy_wasm::hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
             Ok(token) => {
@@ -273,6 +277,7 @@ impl Context for Root {
         let Some(shared) = self.worker.clone() else {
             return;
         };
+        // Ok(None): 304, the stored key set is current.
         let outcome = if num_headers == 0 {
             Err("no response (connection failure or timeout)".to_owned())
         } else {
@@ -282,17 +287,23 @@ impl Context for Root {
                     Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"))
                 }
                 Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
+                    .map(|body| Some((body, abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten())))
                     .map_err(|s| format!("body unreadable (status {})", s.0)),
+                Some(b"304") => Ok(None),
                 Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
                 None => Err("response without status".to_owned()),
             }
+        };
+        let fetched = match &outcome {
+            Ok(Some((body, etag))) => Ok(Fetched::Document { body, etag: etag.as_deref() }),
+            Ok(None) => Ok(Fetched::NotModified),
+            Err(reason) => Err(reason.clone()),
         };
         let resolved = {
             let Ok(mut worker) = shared.try_borrow_mut() else {
                 return;
             };
-            let (result, resolved) =
-                worker.gate.on_fetch_done(&HostSharedData, abi::now_ms(), outcome.as_deref().map_err(Clone::clone));
+            let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, abi::now_ms(), fetched);
             self.report_fetch(&worker, &result);
             self.adjust_tick(&worker);
             resolved

@@ -83,3 +83,50 @@ fn scope_expiry_and_revocation_end_to_end() {
     assert!(metric(&envoy_metrics, "tokengate_jwks_fetch_ok{}") >= 3);
     envoy.assert_healthy();
 }
+
+/// `tokengate_jwks_requests_total{result="…"}` of the key service.
+fn jwks_answers(service: &KeyService, result: &str) -> u64 {
+    let metrics = get(service.port, "/metrics", &[]).body;
+    let line = format!("tokengate_jwks_requests_total{{result=\"{result}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&line)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn refreshes_are_conditional_and_still_revoke() {
+    let service = KeyService::start();
+    let function = TestServer::start(true);
+    let envoy = Envoy::start(&[instance("f", "etag", Some("f"))], service.port, function.port, 2);
+    let (id, token) = service.create("etag", Some("f"), None);
+    assert_eq!(call(envoy.port("f"), Some(&token)).status, 200);
+    let full_before = jwks_answers(&service, "200");
+
+    // Unknown kids for 4 s: each refetch (at most one a second) is answered 304, not with the
+    // key set again.
+    let (_, rest) = token.split_once('.').unwrap();
+    let started = std::time::Instant::now();
+    for i in 0.. {
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        let forged = format!("{}.{rest}", b64(format!(r#"{{"alg":"EdDSA","kid":"unknown-{i}"}}"#).as_bytes()));
+        assert_eq!(call(envoy.port("f"), Some(&forged)).status, 403);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (full, not_modified) = (jwks_answers(&service, "200") - full_before, jwks_answers(&service, "304"));
+    eprintln!("during 4 s of unknown kids: {full} full key sets, {not_modified} answers 304");
+    assert!(not_modified >= 2, "refetches were not conditional: {not_modified} answers 304, {full} full key sets");
+    assert!(full <= 1, "{full} full key sets for an unchanged key set");
+    assert_eq!(call(envoy.port("f"), Some(&token)).status, 200, "the token still works");
+
+    // A deletion changes the key set, so the next conditional fetch brings it in full.
+    service.delete(&id);
+    let refused = eventually(Duration::from_secs(10), || {
+        let r = call(envoy.port("f"), Some(&token));
+        (r.status == 403).then(|| r.reason())
+    });
+    assert_eq!(refused, Some(Some("unknown_key".to_owned())), "the deleted token is still accepted");
+    // And a new token works at once.
+    let (_, fresh) = service.create("etag", Some("f"), None);
+    assert_eq!(call(envoy.port("f"), Some(&fresh)).status, 200);
+    envoy.assert_healthy();
+}
