@@ -8,13 +8,16 @@ Environment (all optional):
   BENCH_ROUNDS     rounds; each round starts every configuration once, in alternating order (2; smoke 1)
   BENCH_THREADS    wrk threads (1)        BENCH_CONNECTIONS  wrk connections (16)
   BENCH_TOKENS     distinct tokens per algorithm (20000; smoke 2000) -- more than jwt_cache_size
-  BENCH_WARMUP     seconds of warm-up per Envoy start, same token (1; smoke 0)
+  BENCH_WARMUP     seconds of warm-up per workload at each Envoy start, before any is measured
+                   (1; smoke 0): V8 compiles a filter's hot code while it runs, so without it
+                   the first workload measured would pay for the whole compilation
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
   BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
   BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
   BENCH_EXTRA_KEYS N more Ed25519 keys (own kids) ahead of the three in the key set, as in a
                    namespace with many tokens, each with its own key (default 0)
+  BENCH_RESULT     file name of the table under bench/results/ (latest.md; smoke: smoke.md)
   BENCH_PIN        1: Envoy on the last CPU, wrk on the others (default on machines with 2+ CPUs), 0: no pinning
 """
 import base64
@@ -540,8 +543,9 @@ def main():
                 env.start()
                 try:
                     check(env, probes)
-                    if WARMUP:
-                        wrk(env.port, same["ES256"], WARMUP)
+                    for w in WORKLOADS if WARMUP else []:
+                        kind, _, alg = w.partition("-")
+                        wrk(env.port, same[alg] if kind == "same" else files[alg], WARMUP)
                     for w in WORKLOADS:
                         kind, _, alg = w.partition("-")
                         tf = same[alg] if kind == "same" else files[alg]
@@ -616,7 +620,7 @@ def main():
     print(text)
     os.makedirs(RESULTS, exist_ok=True)
     # A smoke run (tests) must not overwrite the last real table.
-    dest = os.path.join(RESULTS, "smoke.md" if SMOKE else "latest.md")
+    dest = os.path.join(RESULTS, os.environ.get("BENCH_RESULT") or ("smoke.md" if SMOKE else "latest.md"))
     with open(dest, "w") as f:
         f.write(text)
     log(f"written {dest}")
