@@ -24,7 +24,7 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, serde_json::Error> {
 /// error ("invalid type: floating point `1.5`"), which links float formatting into the .wasm.
 pub fn jwks_keys(bytes: &[u8], max_keys: usize) -> Result<(Vec<&RawValue>, usize), serde_json::Error> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let Document(keys) = DocumentSeed(max_keys).deserialize(&mut deserializer)?;
+    let keys = DocumentVisitor(max_keys).deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok((keys.members, keys.count))
 }
@@ -122,22 +122,19 @@ macro_rules! refuse_scalars {
     };
 }
 
-struct Document<'a>(Keys<'a>);
+/// Reads the document (an object) and keeps at most `.0` members of its `keys`.
+struct DocumentVisitor(usize);
 
-struct DocumentSeed(usize);
-
-impl<'de> DeserializeSeed<'de> for DocumentSeed {
-    type Value = Document<'de>;
+impl<'de> DeserializeSeed<'de> for DocumentVisitor {
+    type Value = Keys<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(DocumentVisitor(self.0))
+        deserializer.deserialize_any(self)
     }
 }
 
-struct DocumentVisitor(usize);
-
 impl<'de> Visitor<'de> for DocumentVisitor {
-    type Value = Document<'de>;
+    type Value = Keys<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JWKS object")
@@ -154,10 +151,10 @@ impl<'de> Visitor<'de> for DocumentVisitor {
             } else if keys.is_some() {
                 return Err(de::Error::custom("duplicate member \"keys\""));
             } else {
-                keys = Some(map.next_value_seed(KeysSeed(self.0))?);
+                keys = Some(map.next_value_seed(KeysVisitor(self.0))?);
             }
         }
-        keys.map(Document).ok_or_else(|| de::Error::custom("no `keys` member"))
+        keys.ok_or_else(|| de::Error::custom("no `keys` member"))
     }
 }
 
@@ -166,17 +163,16 @@ struct Keys<'a> {
     count: usize,
 }
 
-struct KeysSeed(usize);
+/// Reads `keys` (an array), keeping at most `.0` members and counting the rest.
+struct KeysVisitor(usize);
 
-impl<'de> DeserializeSeed<'de> for KeysSeed {
+impl<'de> DeserializeSeed<'de> for KeysVisitor {
     type Value = Keys<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(KeysVisitor(self.0))
+        deserializer.deserialize_any(self)
     }
 }
-
-struct KeysVisitor(usize);
 
 impl<'de> Visitor<'de> for KeysVisitor {
     type Value = Keys<'de>;
