@@ -104,7 +104,8 @@ pub enum Fetched<'a> {
     /// 200: the document, and the `ETag` it came with.
     Document { body: &'a [u8], etag: Option<&'a [u8]> },
     /// 304 to the `If-None-Match` of [`KeyCache::fetch_etag`]: the stored document is current.
-    NotModified,
+    /// `etag`: the one the 304 came with, if any.
+    NotModified { etag: Option<&'a [u8]> },
 }
 
 impl<'a> Fetched<'a> {
@@ -145,6 +146,9 @@ pub struct KeyCache {
     keys: Option<Rc<KeySet>>,
     /// `ETag` of the document of `version`, when it came with a usable one.
     etag: Option<String>,
+    /// The fetch this worker claimed and has not finished: its number (`Meta::started`) and the
+    /// `If-None-Match` it goes out with.
+    claim: Option<(u64, Option<String>)>,
     seen: Meta,
     initialized: bool,
     local: bool,
@@ -162,6 +166,7 @@ impl KeyCache {
             version: 0,
             keys: None,
             etag: None,
+            claim: None,
             seen: Meta::default(),
             initialized: false,
             local: false,
@@ -197,7 +202,7 @@ impl KeyCache {
     /// The `If-None-Match` for the next fetch: the `ETag` of the document in force, when this
     /// worker holds that document (a 304 can only confirm a document the worker has).
     pub fn fetch_etag(&self) -> Option<&str> {
-        self.etag.as_deref().filter(|_| self.keys.is_some() && self.version == self.seen.version)
+        self.claim.as_ref().and_then(|(_, etag)| etag.as_deref())
     }
 
     /// Key-set documents this worker has parsed (fetched or picked up from shared data).
@@ -285,6 +290,11 @@ impl KeyCache {
         let Some(doc) = split_stored(&stored) else {
             return SyncResult::Unreadable("stored key set has no version".to_owned());
         };
+        if doc.version <= self.version {
+            // The newer document has not landed yet (or its write was lost): never step back
+            // to an older one.
+            return SyncResult::Unchanged;
+        }
         self.parses += 1;
         match jwks::parse(doc.body) {
             Ok(parsed) => {
@@ -323,6 +333,9 @@ impl KeyCache {
         };
         if store.set(&self.meta_key, claimed.encode().as_bytes(), cas).is_ok() {
             self.seen = claimed;
+            // Ask for a 304 only about a document this worker holds, and the one in force.
+            let etag = self.etag.clone().filter(|_| self.keys.is_some() && self.version == claimed.version);
+            self.claim = Some((claimed.started, etag));
             true
         } else {
             false
@@ -356,13 +369,17 @@ impl KeyCache {
     }
 
     /// Records the end of the fetch this worker claimed: its answer, or the reason it failed. A
-    /// body that is not a key set counts as a failure.
+    /// body that is not a key set counts as a failure. An answer that comes after the lease ran
+    /// out and another fetch was claimed changes nothing: the newer fetch decides.
     pub fn finish_fetch(
         &mut self,
         store: &dyn SharedData,
         now_ms: u64,
         outcome: Result<Fetched<'_>, String>,
     ) -> FetchResult {
+        let Some((claim, sent_etag)) = self.claim.take() else {
+            return FetchResult::Failed { reason: "no fetch of this worker was in flight".to_owned() };
+        };
         // The document in force, to tell a changed key set from a refreshed one by its bytes.
         let stored_bytes = match store.get(&self.keys_key) {
             Ok((Some(bytes), _)) => Some(bytes),
@@ -372,11 +389,26 @@ impl KeyCache {
         let held = stored.filter(|doc| self.keys.is_some() && doc.version == self.version);
         let (body, etag) = match outcome {
             Ok(Fetched::Document { body, etag }) => (body, etag.and_then(usable_etag)),
-            Ok(Fetched::NotModified) => match held {
-                Some(doc) => (doc.body, doc.etag),
-                None => return self.fail(store, now_ms, "304 for a key set this worker does not hold".to_owned()),
-            },
-            Err(reason) => return self.fail(store, now_ms, reason),
+            Ok(Fetched::NotModified { etag: answered }) => {
+                // Only an answer to the If-None-Match this fetch sent, which named the keys this
+                // worker still holds, and (if the 304 names a tag) about that same tag.
+                let confirms = sent_etag.as_deref().is_some_and(|sent| {
+                    self.etag.as_deref() == Some(sent)
+                        && answered.is_none_or(|a| opaque_tag(a) == opaque_tag(sent.as_bytes()))
+                });
+                if !confirms {
+                    // Whatever went wrong, the next fetch asks for the whole document.
+                    self.etag = None;
+                    return self.fail(store, now_ms, claim, "a 304 that confirms no key set this worker holds");
+                }
+                match held {
+                    Some(doc) => (doc.body, doc.etag),
+                    // The keys stay; the stored document is not this worker's to mend without
+                    // a body (a worker without keys fetches in full).
+                    None => return self.confirm(store, now_ms, claim),
+                }
+            }
+            Err(reason) => return self.fail(store, now_ms, claim, &reason),
         };
         // This worker already holds exactly these keys: nothing to parse.
         let parsed = if held.is_some_and(|doc| doc.body == body) {
@@ -385,25 +417,33 @@ impl KeyCache {
             self.parses += 1;
             match jwks::parse(body) {
                 Ok(parsed) => Some(parsed),
-                Err(e) => return self.fail(store, now_ms, e.to_string()),
+                Err(e) => return self.fail(store, now_ms, claim, &e.to_string()),
             }
         };
         let refresh_ms = self.policy.refresh_ms;
+        // A new version is above every version this worker has seen, even if the meta record
+        // was lost or replaced in between.
+        let floor = self.version.max(stored.map_or(0, |doc| doc.version));
         let mut changed = false;
         let recorded = self.record(store, |meta| {
+            if meta.started != claim {
+                return None;
+            }
             changed = meta.version == 0 || !stored.is_some_and(|doc| doc.version == meta.version && doc.body == body);
-            Meta {
-                version: if changed { meta.version + 1 } else { meta.version },
+            Some(Meta {
+                version: if changed { meta.version.max(floor) + 1 } else { meta.version },
                 completed: meta.completed + 1,
                 lease_until_ms: 0,
                 failures: 0,
                 next_due_ms: now_ms + refresh_ms,
                 last_ok_ms: now_ms,
                 ..meta
-            }
+            })
         });
-        let Some(meta) = recorded else {
-            return FetchResult::Failed { reason: "could not update shared data".to_owned() };
+        let meta = match recorded {
+            Recorded::Written(meta) => meta,
+            Recorded::Superseded => return superseded(),
+            Recorded::Failed => return FetchResult::Failed { reason: "could not update shared data".to_owned() },
         };
         if changed || stored.is_some_and(|doc| doc.etag != etag) {
             let mut value = format!("{META_TAG} {} {}\n", meta.version, etag.unwrap_or("")).into_bytes();
@@ -429,20 +469,46 @@ impl KeyCache {
         FetchResult::Stored { changed, keys, skipped: parsed.skipped }
     }
 
-    /// Records a failed fetch: the last good keys stay, the next try backs off.
-    fn fail(&mut self, store: &dyn SharedData, now_ms: u64, reason: String) -> FetchResult {
+    /// Records a 304 that confirmed this worker's keys when the stored document is not theirs.
+    fn confirm(&mut self, store: &dyn SharedData, now_ms: u64, claim: u64) -> FetchResult {
         let refresh_ms = self.policy.refresh_ms;
-        self.record(store, |meta| {
+        let recorded = self.record(store, |meta| {
+            (meta.started == claim).then_some(Meta {
+                completed: meta.completed + 1,
+                lease_until_ms: 0,
+                failures: 0,
+                next_due_ms: now_ms + refresh_ms,
+                last_ok_ms: now_ms,
+                ..meta
+            })
+        });
+        match recorded {
+            Recorded::Written(_) => {
+                let keys = self.keys.as_ref().map_or(0, |k| k.len());
+                FetchResult::Stored { changed: false, keys, skipped: Vec::new() }
+            }
+            Recorded::Superseded => superseded(),
+            Recorded::Failed => FetchResult::Failed { reason: "could not update shared data".to_owned() },
+        }
+    }
+
+    /// Records a failed fetch: the last good keys stay, the next try backs off.
+    fn fail(&mut self, store: &dyn SharedData, now_ms: u64, claim: u64, reason: &str) -> FetchResult {
+        let refresh_ms = self.policy.refresh_ms;
+        let recorded = self.record(store, |meta| {
             let failures = meta.failures + 1;
-            Meta {
+            (meta.started == claim).then_some(Meta {
                 completed: meta.completed + 1,
                 lease_until_ms: 0,
                 failures,
                 next_due_ms: now_ms + retry_delay(failures, refresh_ms),
                 ..meta
-            }
+            })
         });
-        FetchResult::Failed { reason }
+        match recorded {
+            Recorded::Superseded => superseded(),
+            _ => FetchResult::Failed { reason: reason.to_owned() },
+        }
     }
 
     /// Records that a claimed fetch could not even be started (for example, unknown cluster).
@@ -451,21 +517,45 @@ impl KeyCache {
     }
 
     /// Read-modify-write of the meta record with compare-and-swap.
-    fn record(&mut self, store: &dyn SharedData, mut change: impl FnMut(Meta) -> Meta) -> Option<Meta> {
+    /// `change` gives `None` when the fetch it records was superseded.
+    fn record(&mut self, store: &dyn SharedData, mut change: impl FnMut(Meta) -> Option<Meta>) -> Recorded {
         for _ in 0..CAS_ATTEMPTS {
-            let (meta, cas) = self.read_meta(store)?;
-            let next = change(meta);
+            let Some((meta, cas)) = self.read_meta(store) else {
+                return Recorded::Failed;
+            };
+            let Some(next) = change(meta) else {
+                self.seen = meta;
+                return Recorded::Superseded;
+            };
             match store.set(&self.meta_key, next.encode().as_bytes(), cas) {
                 Ok(()) => {
                     self.seen = next;
-                    return Some(next);
+                    return Recorded::Written(next);
                 }
                 Err(SetError::CasMismatch) => continue,
-                Err(SetError::Host) => return None,
+                Err(SetError::Host) => return Recorded::Failed,
             }
         }
-        None
+        Recorded::Failed
     }
+}
+
+/// How a read-modify-write of the meta record ended.
+enum Recorded {
+    Written(Meta),
+    /// Another worker claimed a fetch after this one's lease ran out.
+    Superseded,
+    Failed,
+}
+
+fn superseded() -> FetchResult {
+    FetchResult::Failed { reason: "answer came after the fetch lease ran out; a newer fetch decides".to_owned() }
+}
+
+/// An entity tag without its weakness mark (`W/"x"` and `"x"` name the same document, as in
+/// If-None-Match's weak comparison).
+fn opaque_tag(etag: &[u8]) -> &[u8] {
+    etag.strip_prefix(b"W/").unwrap_or(etag)
 }
 
 /// Backoff after `failures` consecutive failures: 1 s, 2 s, 4 s ... at most 30 s and never
@@ -618,39 +708,49 @@ mod tests {
         assert!(w[0].claim_fetch(&store, 0));
         assert_eq!(w[0].fetch_etag(), None, "nothing to confirm before the first key set");
         w[0].finish_fetch(&store, 1, Ok(v1));
-        assert_eq!(w[0].fetch_etag(), Some(r#""v1""#));
+        assert_eq!(w[0].fetch_etag(), None, "no fetch in flight");
         assert!(matches!(w[1].sync(&store), SyncResult::Loaded { keys: 1 }));
-        assert_eq!(w[1].fetch_etag(), Some(r#""v1""#), "the ETag is shared with the document");
 
-        // 304: nothing changes, nothing is parsed.
+        // The next fetch, by a worker that picked the document up, asks for a 304; a 304 then
+        // changes nothing and parses nothing.
         let mut now = 2 + POLICY.refresh_ms;
         assert!(w[1].claim_fetch(&store, now));
-        let result = w[1].finish_fetch(&store, now + 1, Ok(Fetched::NotModified));
+        assert_eq!(w[1].fetch_etag(), Some(r#""v1""#), "the ETag is shared with the document");
+        let weak = Fetched::NotModified { etag: Some(br#"W/"v1""#) };
+        let result = w[1].finish_fetch(&store, now + 1, Ok(weak));
         assert!(matches!(result, FetchResult::Stored { changed: false, keys: 1, .. }), "{result:?}");
         assert_eq!((w[1].version(), w[1].parses()), (1, 1));
 
-        // A 304 can only confirm a document the worker holds: w[2] has none.
+        // A 304 for another tag, or to a fetch that asked for none, confirms nothing.
         now += POLICY.refresh_ms + 10;
+        assert!(w[1].claim_fetch(&store, now));
+        let other = Fetched::NotModified { etag: Some(br#""v0""#) };
+        assert!(matches!(w[1].finish_fetch(&store, now + 1, Ok(other)), FetchResult::Failed { .. }));
+        now += 1_010;
         assert!(w[2].claim_fetch(&store, now));
-        assert!(matches!(w[2].finish_fetch(&store, now + 1, Ok(Fetched::NotModified)), FetchResult::Failed { .. }));
+        assert_eq!(w[2].fetch_etag(), None, "w[2] holds no keys");
+        let unasked = Fetched::NotModified { etag: None };
+        assert!(matches!(w[2].finish_fetch(&store, now + 1, Ok(unasked)), FetchResult::Failed { .. }));
         assert!(w[2].keys().is_none());
 
-        // A new document with a new ETag: a new version; others send the old ETag until they
-        // have picked the new document up.
+        // A new document with a new ETag: a new version; workers ask about the new tag once
+        // they hold the new document.
         now += POLICY.refresh_ms + 10;
         assert!(w[0].claim_fetch(&store, now));
+        assert_eq!(w[0].fetch_etag(), Some(r#""v1""#));
         let v2 = Fetched::Document { body: SET_EMPTY, etag: Some(br#"W/"v2""#) };
         assert!(matches!(w[0].finish_fetch(&store, now + 1, Ok(v2)), FetchResult::Stored { changed: true, .. }));
-        assert_eq!((w[0].version(), w[0].fetch_etag()), (2, Some(r#"W/"v2""#)));
         assert!(matches!(w[1].sync(&store), SyncResult::Loaded { keys: 0 }));
+        now += POLICY.refresh_ms + 10;
+        assert!(w[1].claim_fetch(&store, now));
         assert_eq!(w[1].fetch_etag(), Some(r#"W/"v2""#));
 
         // The same bytes under another ETag: no new version, the new ETag is kept.
-        now += POLICY.refresh_ms + 10;
-        assert!(w[0].claim_fetch(&store, now));
         let v3 = Fetched::Document { body: SET_EMPTY, etag: Some(br#""v3""#) };
-        assert!(matches!(w[0].finish_fetch(&store, now + 1, Ok(v3)), FetchResult::Stored { changed: false, .. }));
-        assert_eq!((w[0].version(), w[0].fetch_etag(), w[0].parses()), (2, Some(r#""v3""#), 2));
+        assert!(matches!(w[1].finish_fetch(&store, now + 1, Ok(v3)), FetchResult::Stored { changed: false, .. }));
+        now += POLICY.refresh_ms + 10;
+        assert!(w[1].claim_fetch(&store, now));
+        assert_eq!((w[1].version(), w[1].fetch_etag(), w[1].parses()), (2, Some(r#""v3""#), 2));
     }
 
     #[test]
@@ -661,9 +761,9 @@ mod tests {
             let mut w = workers(2, &store);
             assert!(w[0].claim_fetch(&store, 0));
             w[0].finish_fetch(&store, 1, Ok(Fetched::Document { body: SET_A, etag: Some(etag) }));
-            assert_eq!(w[0].fetch_etag(), None, "{:?}", String::from_utf8_lossy(etag));
             w[1].sync(&store);
-            assert_eq!((w[1].version(), w[1].fetch_etag()), (1, None));
+            assert!(w[1].claim_fetch(&store, 2 + POLICY.refresh_ms));
+            assert_eq!((w[1].version(), w[1].fetch_etag()), (1, None), "{:?}", String::from_utf8_lossy(etag));
         }
     }
 
@@ -772,5 +872,182 @@ mod tests {
         assert_eq!(retry_delay(6, 300_000), 30_000);
         assert_eq!(retry_delay(u64::MAX, 300_000), 30_000);
         assert_eq!(retry_delay(4, 5_000), 5_000);
+    }
+
+    // Sequences found by a review of the conditional fetches (each failed before its fix).
+
+    const SET_AB: &[u8] = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"},{"kty":"OKP","crv":"Ed25519","kid":"b","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"}]}"#;
+    const SET_B: &[u8] =
+        br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"b","x":"-sMjijSE0upXqunAueledd7rUPOlyKB5in-8PuZL6Zs"}]}"#;
+
+    /// Shared data whose next `fail_keys_writes` writes of a key-set document are refused by the host.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemorySharedData,
+        fail_keys_writes: std::cell::Cell<u32>,
+    }
+
+    impl SharedData for FlakyStore {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), crate::host::GetError> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SetError> {
+            if key.ends_with("/keys") && self.fail_keys_writes.get() > 0 {
+                self.fail_keys_writes.set(self.fail_keys_writes.get() - 1);
+                return Err(SetError::Host);
+            }
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    fn worker_on(store: &dyn SharedData, policy: FetchPolicy) -> KeyCache {
+        let mut c = KeyCache::remote("c|a|/p", policy);
+        c.init(store);
+        c
+    }
+
+    fn has(cache: &KeyCache, kid: &str) -> bool {
+        cache.keys().is_some_and(|k| k.has_kid(kid))
+    }
+
+    /// A server that honours If-None-Match: 304 only when the tag sent is the current one.
+    fn answer<'a>(sent: Option<&str>, body: &'a [u8], etag: &'a [u8]) -> Fetched<'a> {
+        if sent.map(str::as_bytes) == Some(etag) {
+            Fetched::NotModified { etag: None }
+        } else {
+            Fetched::Document { body, etag: Some(etag) }
+        }
+    }
+
+    #[test]
+    fn a_lost_document_write_does_not_turn_every_later_304_into_a_failure() {
+        // One worker (a sidecar with --concurrency 1). The host refuses one write of the
+        // key-set document; the meta record already names version 1.
+        let store = FlakyStore::default();
+        let policy = FetchPolicy { max_stale_ms: Some(600_000), ..POLICY };
+        let mut w = worker_on(&store, policy);
+        store.fail_keys_writes.set(1);
+        assert!(w.claim_fetch(&store, 0));
+        let first = w.finish_fetch(&store, 1, Ok(answer(w.fetch_etag(), SET_A, br#""a""#)));
+        assert!(matches!(first, FetchResult::Stored { changed: true, .. }), "{first:?}");
+        // The key service never changes again and answers every conditional GET with 304.
+        let mut now = 1 + POLICY.refresh_ms;
+        for round in 0..6 {
+            assert!(w.claim_fetch(&store, now), "round {round}");
+            let sent = w.fetch_etag().map(str::to_owned);
+            let result = w.finish_fetch(&store, now + 1, Ok(answer(sent.as_deref(), SET_A, br#""a""#)));
+            assert!(
+                matches!(result, FetchResult::Stored { .. }),
+                "round {round}: a healthy key service, yet the refresh {result:?} (If-None-Match {sent:?})"
+            );
+            now = w.seen.next_due_ms.max(now + MIN_REFETCH_MS);
+        }
+        assert!(!w.is_stale(now), "the key service answered every refresh, yet the keys went stale");
+    }
+
+    #[test]
+    fn a_304_to_an_unconditional_fetch_never_brings_a_deleted_key_back() {
+        let store = FlakyStore::default();
+        let mut w0 = worker_on(&store, POLICY);
+        let mut w1 = worker_on(&store, POLICY);
+        assert!(w0.claim_fetch(&store, 0));
+        w0.finish_fetch(&store, 1, Ok(Fetched::body(SET_AB)));
+        w1.sync(&store);
+        // Key `a` is deleted. w1 fetches the new set; the host refuses the document write.
+        store.fail_keys_writes.set(1);
+        let now = 1 + POLICY.refresh_ms;
+        assert!(w1.claim_fetch(&store, now));
+        let r = w1.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
+        assert!(matches!(r, FetchResult::Stored { changed: true, .. }));
+        assert!(!has(&w1, "a"));
+        w0.sync(&store); // meta says v2; the stored document is still v1 (with `a`).
+                         // Next refresh: w0 sends no If-None-Match (it does not hold the version in force), but
+                         // the server, or a cache in between, answers 304 anyway.
+        let now = w0.seen.next_due_ms.max(now + 10);
+        assert!(w0.claim_fetch(&store, now));
+        assert_eq!(w0.fetch_etag(), None, "an unconditional GET");
+        let r = w0.finish_fetch(&store, now + 1, Ok(Fetched::NotModified { etag: None }));
+        assert!(matches!(r, FetchResult::Failed { .. }), "an unasked 304 was taken: {r:?}");
+        w1.sync(&store);
+        assert!(!has(&w1, "a") && w1.version() == 2, "the unasked 304 republished key `a`");
+        // w0 never saw the lost v2 document; its retry, a second later, brings it.
+        let now = now + 1 + MIN_REFETCH_MS;
+        assert!(w0.claim_fetch(&store, now));
+        assert!(matches!(w0.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B))), FetchResult::Stored { .. }));
+        w1.sync(&store);
+        assert!(!has(&w0, "a") && !has(&w1, "a"), "key `a`, deleted, still verifies");
+    }
+
+    #[test]
+    fn a_replaced_meta_record_does_not_hide_a_revocation() {
+        let store = MemorySharedData::default();
+        let mut w = workers(2, &store);
+        let mut now = 0;
+        for body in [SET_A, SET_EMPTY, SET_AB] {
+            assert!(w[0].claim_fetch(&store, now));
+            w[0].finish_fetch(&store, now + 1, Ok(Fetched::body(body)));
+            now += 1 + POLICY.refresh_ms;
+        }
+        w[1].sync(&store);
+        assert_eq!((w[0].version(), w[1].version()), (3, 3));
+        // A build with the old "tg1" record format writes the meta record (the code says such
+        // a record is "treated as empty and replaced by the next compare-and-swap write").
+        store.set("tokengate/c|a|/p/meta", b"tg1 3 3 3 0 0 0 0 0 0 0", None).unwrap();
+        // Key `a` is deleted; the next fetch brings the set without it.
+        assert!(w[0].claim_fetch(&store, now));
+        let r = w[0].finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
+        assert!(matches!(r, FetchResult::Stored { changed: true, .. }), "{r:?}");
+        w[1].sync(&store);
+        assert!(
+            !has(&w[0], "a") && !has(&w[1], "a"),
+            "deleted key `a` still in force: fetcher {} (v{}), other worker {} (v{})",
+            has(&w[0], "a"),
+            w[0].version(),
+            has(&w[1], "a"),
+            w[1].version()
+        );
+    }
+
+    #[test]
+    fn a_late_answer_after_the_lease_ran_out_does_not_roll_back_a_revocation() {
+        let store = MemorySharedData::default();
+        let mut w = workers(2, &store);
+        assert!(w[0].claim_fetch(&store, 0));
+        w[0].finish_fetch(&store, 1, Ok(Fetched::body(SET_AB)));
+        w[1].sync(&store);
+        let now = 1 + POLICY.refresh_ms;
+        assert!(w[0].claim_fetch(&store, now)); // the server answers with SET_AB, slowly
+        let later = now + POLICY.timeout_ms + 1_000;
+        assert!(w[1].claim_fetch(&store, later), "the lease expired");
+        // Key `a` is deleted meanwhile; w1's fetch brings the new set.
+        w[1].finish_fetch(&store, later + 1, Ok(Fetched::body(SET_B)));
+        // w0's old answer is handled only now.
+        let r = w[0].finish_fetch(&store, later + 2, Ok(Fetched::body(SET_AB)));
+        w[1].sync(&store);
+        assert!(!has(&w[1], "a"), "an answer older than the last fetched document replaced it: {r:?}");
+    }
+
+    #[test]
+    fn a_worker_never_steps_back_to_an_older_stored_document() {
+        let store = FlakyStore::default();
+        let mut w0 = worker_on(&store, POLICY);
+        let mut w1 = worker_on(&store, POLICY);
+        assert!(w0.claim_fetch(&store, 0));
+        w0.finish_fetch(&store, 1, Ok(Fetched::body(SET_AB)));
+        w1.sync(&store);
+        // Key `a` is deleted; w1 fetches v2, whose document write is lost.
+        store.fail_keys_writes.set(1);
+        let now = 1 + POLICY.refresh_ms;
+        assert!(w1.claim_fetch(&store, now));
+        w1.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
+        // w0 fetches the same set as v3, and its write is lost too: meta says v3, the stored
+        // document is still v1 (with `a`).
+        store.fail_keys_writes.set(1);
+        let now = now + 1 + POLICY.refresh_ms;
+        assert!(w0.claim_fetch(&store, now));
+        w0.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
+        assert_eq!(w0.version(), 3);
+        assert!(matches!(w1.sync(&store), SyncResult::Unchanged));
+        assert!(!has(&w1, "a") && w1.version() == 2, "w1 went back to the v1 document");
     }
 }

@@ -294,9 +294,13 @@ impl Context for Root {
                 None => Err("response without status".to_owned()),
             }
         };
+        let not_modified_etag = match &outcome {
+            Ok(None) => abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten(),
+            _ => None,
+        };
         let fetched = match &outcome {
             Ok(Some((body, etag))) => Ok(Fetched::Document { body, etag: etag.as_deref() }),
-            Ok(None) => Ok(Fetched::NotModified),
+            Ok(None) => Ok(Fetched::NotModified { etag: not_modified_etag.as_deref() }),
             Err(reason) => Err(reason.clone()),
         };
         let resolved = {
