@@ -108,8 +108,12 @@ async function tabTo(page, selector, limit = 20) {
   throw new Error(`${limit} Tab presses did not reach ${selector} (focus is on ${focused})`);
 }
 
-async function focusedId(page) {
-  return page.evaluate(() => document.activeElement?.id ?? "");
+/** Whether element `id` has the focus, or gets it within 2 s (a dialog hands the focus back in
+ * its close event, a moment after it closed). */
+async function hasFocus(page, id) {
+  return page
+    .waitForFunction((want) => document.activeElement?.id === want, id, { timeout: 2000 })
+    .then(() => true, () => false);
 }
 
 /** A new browser context (one tab) with clipboard access, and a page that records its errors. */
@@ -185,7 +189,7 @@ async function main() {
 
   step("the login form, with the focus in the admin token field");
   await page.locator("#login-view").waitFor({ state: "visible" });
-  check((await focusedId(page)) === "admin-token", "the admin token field does not have the focus");
+  check(await hasFocus(page, "admin-token"), "the admin token field does not have the focus");
   await screenshot(page, "login");
 
   step("a wrong admin token is refused in words");
@@ -219,14 +223,14 @@ async function main() {
   await page.locator("#scope-error").waitFor({ state: "visible" });
   const invalid = await page.locator("#scope-error").innerText();
   check(/^Namespace: must be 1 to 128 characters/.test(invalid), `scope error says: ${invalid}`);
-  check((await focusedId(page)) === "namespace", "the namespace field does not have the focus after the API refused it");
+  check(await hasFocus(page, "namespace"), "the namespace field does not have the focus after the API refused it");
 
   step("a function name the API would refuse is refused at once, not at Generate");
   await showScope(page, namespace, "../cart?x#y");
   await page.locator("#scope-error").waitFor({ state: "visible" });
   const badFunction = await page.locator("#scope-error").innerText();
   check(/^Function: must be 1 to 128 characters/.test(badFunction), `scope error says: ${badFunction}`);
-  check((await focusedId(page)) === "function", "the function field does not have the focus");
+  check(await hasFocus(page, "function"), "the function field does not have the focus");
 
   step(`choose namespace ${namespace} and function ${fn}: the seeded tokens`);
   await sleep(Math.max(0, shortLivedUntil + 500 - Date.now()));
@@ -243,7 +247,7 @@ async function main() {
   await tabTo(page, "#generate-open");
   await page.keyboard.press("Enter");
   await page.locator("#generate-dialog").waitFor({ state: "visible" });
-  check((await focusedId(page)) === "description", "the dialog does not focus the description");
+  check(await hasFocus(page, "description"), "the dialog does not focus the description");
   await page.keyboard.type("Partner integration");
   await tabTo(page, "#no-expiry");
   await page.keyboard.press("Space");
@@ -251,14 +255,14 @@ async function main() {
   await tabTo(page, "#generate-submit");
   await page.keyboard.press("Enter");
   await page.locator("#token-dialog").waitFor({ state: "visible" });
-  check((await focusedId(page)) === "token-copy", "the token dialog does not focus Copy");
+  check(await hasFocus(page, "token-copy"), "the token dialog does not focus Copy");
   const unseen = await page.locator("#token-value").inputValue();
   check(/^[\w-]+\.[\w-]+\.[\w-]+$/.test(unseen), "the dialog does not show a JWT");
   await page.keyboard.press("Escape");
   await page.locator("#token-dialog").waitFor({ state: "hidden" });
   check((await page.locator("#token-value").inputValue()) === "", "the token stays in the DOM after Escape");
   check(!(await page.content()).includes(unseen), "the token stays in the page after its dialog closed");
-  check((await focusedId(page)) === "generate-open", "the focus did not return to Generate token");
+  check(await hasFocus(page, "generate-open"), "the focus did not return to Generate token");
   await row(page, "Partner integration").waitFor();
   const partner = await row(page, "Partner integration").innerText();
   check(/No expiration date/.test(partner) && /Function/.test(partner), `keyboard token row: ${partner}`);
@@ -316,7 +320,7 @@ async function main() {
   await page.locator("#delete-dialog").waitFor({ state: "visible" });
   const confirmation = await page.locator("#delete-dialog").innerText();
   check(/irreversible/.test(confirmation) && /Console e2e/.test(confirmation), `dialog says: ${confirmation}`);
-  check((await focusedId(page)) === "delete-cancel", "the delete dialog does not focus Cancel");
+  check(await hasFocus(page, "delete-cancel"), "the delete dialog does not focus Cancel");
   await screenshot(page, "delete");
   await page.keyboard.press("Escape");
   await page.locator("#delete-dialog").waitFor({ state: "hidden" });

@@ -550,14 +550,21 @@ $("token-copy").addEventListener("click", async () => {
   }
 });
 
-$("token-done").addEventListener("click", () => $("token-dialog").close());
-
-$("token-dialog").addEventListener("close", () => {
-  // The token leaves the page with its dialog.
+// The token leaves the page with its dialog, at the moment it closes: Done and Escape (the
+// dialog's cancel) clear it before it closes, and the close event covers any other way. (The
+// close event alone comes a moment after the dialog is gone.)
+function forgetToken() {
   $("token-value").value = "";
   $("token-for").textContent = "";
   showMessage($("copy-status"), "");
+}
+
+$("token-done").addEventListener("click", () => {
+  forgetToken();
+  $("token-dialog").close();
 });
+$("token-dialog").addEventListener("cancel", forgetToken);
+$("token-dialog").addEventListener("close", forgetToken);
 
 // Delete.
 
