@@ -945,21 +945,26 @@ mod tests {
         assert!(!w.is_stale(now), "the key service answered every refresh, yet the keys went stale");
     }
 
+    /// Two workers on `SET_AB` (v1), then key `a` deleted: w1 fetches `SET_B` as v2 and the host
+    /// refuses to store the document. Returns the time of that fetch.
+    fn deleted_with_a_lost_write(store: &FlakyStore, w0: &mut KeyCache, w1: &mut KeyCache) -> u64 {
+        assert!(w0.claim_fetch(store, 0));
+        w0.finish_fetch(store, 1, Ok(Fetched::body(SET_AB)));
+        w1.sync(store);
+        store.fail_keys_writes.set(1);
+        let now = 1 + POLICY.refresh_ms;
+        assert!(w1.claim_fetch(store, now));
+        let r = w1.finish_fetch(store, now + 1, Ok(Fetched::body(SET_B)));
+        assert!(matches!(r, FetchResult::Stored { changed: true, .. }));
+        assert!(!has(w1, "a"));
+        now
+    }
+
     #[test]
     fn a_304_to_an_unconditional_fetch_never_brings_a_deleted_key_back() {
         let store = FlakyStore::default();
-        let mut w0 = worker_on(&store, POLICY);
-        let mut w1 = worker_on(&store, POLICY);
-        assert!(w0.claim_fetch(&store, 0));
-        w0.finish_fetch(&store, 1, Ok(Fetched::body(SET_AB)));
-        w1.sync(&store);
-        // Key `a` is deleted. w1 fetches the new set; the host refuses the document write.
-        store.fail_keys_writes.set(1);
-        let now = 1 + POLICY.refresh_ms;
-        assert!(w1.claim_fetch(&store, now));
-        let r = w1.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
-        assert!(matches!(r, FetchResult::Stored { changed: true, .. }));
-        assert!(!has(&w1, "a"));
+        let (mut w0, mut w1) = (worker_on(&store, POLICY), worker_on(&store, POLICY));
+        let now = deleted_with_a_lost_write(&store, &mut w0, &mut w1);
         w0.sync(&store); // meta says v2; the stored document is still v1 (with `a`).
                          // Next refresh: w0 sends no If-None-Match (it does not hold the version in force), but
                          // the server, or a cache in between, answers 304 anyway.
@@ -1030,16 +1035,8 @@ mod tests {
     #[test]
     fn a_worker_never_steps_back_to_an_older_stored_document() {
         let store = FlakyStore::default();
-        let mut w0 = worker_on(&store, POLICY);
-        let mut w1 = worker_on(&store, POLICY);
-        assert!(w0.claim_fetch(&store, 0));
-        w0.finish_fetch(&store, 1, Ok(Fetched::body(SET_AB)));
-        w1.sync(&store);
-        // Key `a` is deleted; w1 fetches v2, whose document write is lost.
-        store.fail_keys_writes.set(1);
-        let now = 1 + POLICY.refresh_ms;
-        assert!(w1.claim_fetch(&store, now));
-        w1.finish_fetch(&store, now + 1, Ok(Fetched::body(SET_B)));
+        let (mut w0, mut w1) = (worker_on(&store, POLICY), worker_on(&store, POLICY));
+        let now = deleted_with_a_lost_write(&store, &mut w0, &mut w1);
         // w0 fetches the same set as v3, and its write is lost too: meta says v3, the stored
         // document is still v1 (with `a`).
         store.fail_keys_writes.set(1);
