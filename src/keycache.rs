@@ -199,8 +199,8 @@ impl KeyCache {
         self.version
     }
 
-    /// The `If-None-Match` for the next fetch: the `ETag` of the document in force, when this
-    /// worker holds that document (a 304 can only confirm a document the worker has).
+    /// The `If-None-Match` of the fetch this worker claimed: the `ETag` of the keys it holds, when
+    /// they are the version in force (a 304 can only confirm keys the worker has).
     pub fn fetch_etag(&self) -> Option<&str> {
         self.claim.as_ref().and_then(|(_, etag)| etag.as_deref())
     }
@@ -425,20 +425,10 @@ impl KeyCache {
         // was lost or replaced in between.
         let floor = self.version.max(stored.map_or(0, |doc| doc.version));
         let mut changed = false;
-        let recorded = self.record(store, |meta| {
-            if meta.started != claim {
-                return None;
-            }
+        let recorded = self.record(store, claim, |meta| {
             changed = meta.version == 0 || !stored.is_some_and(|doc| doc.version == meta.version && doc.body == body);
-            Some(Meta {
-                version: if changed { meta.version.max(floor) + 1 } else { meta.version },
-                completed: meta.completed + 1,
-                lease_until_ms: 0,
-                failures: 0,
-                next_due_ms: now_ms + refresh_ms,
-                last_ok_ms: now_ms,
-                ..meta
-            })
+            let version = if changed { meta.version.max(floor) + 1 } else { meta.version };
+            Meta { version, ..succeeded(meta, now_ms, refresh_ms) }
         });
         let meta = match recorded {
             Recorded::Written(meta) => meta,
@@ -472,16 +462,7 @@ impl KeyCache {
     /// Records a 304 that confirmed this worker's keys when the stored document is not theirs.
     fn confirm(&mut self, store: &dyn SharedData, now_ms: u64, claim: u64) -> FetchResult {
         let refresh_ms = self.policy.refresh_ms;
-        let recorded = self.record(store, |meta| {
-            (meta.started == claim).then_some(Meta {
-                completed: meta.completed + 1,
-                lease_until_ms: 0,
-                failures: 0,
-                next_due_ms: now_ms + refresh_ms,
-                last_ok_ms: now_ms,
-                ..meta
-            })
-        });
+        let recorded = self.record(store, claim, |meta| succeeded(meta, now_ms, refresh_ms));
         match recorded {
             Recorded::Written(_) => {
                 let keys = self.keys.as_ref().map_or(0, |k| k.len());
@@ -495,15 +476,15 @@ impl KeyCache {
     /// Records a failed fetch: the last good keys stay, the next try backs off.
     fn fail(&mut self, store: &dyn SharedData, now_ms: u64, claim: u64, reason: &str) -> FetchResult {
         let refresh_ms = self.policy.refresh_ms;
-        let recorded = self.record(store, |meta| {
+        let recorded = self.record(store, claim, |meta| {
             let failures = meta.failures + 1;
-            (meta.started == claim).then_some(Meta {
+            Meta {
                 completed: meta.completed + 1,
                 lease_until_ms: 0,
                 failures,
                 next_due_ms: now_ms + retry_delay(failures, refresh_ms),
                 ..meta
-            })
+            }
         });
         match recorded {
             Recorded::Superseded => superseded(),
@@ -516,17 +497,18 @@ impl KeyCache {
         self.finish_fetch(store, now_ms, Err(reason))
     }
 
-    /// Read-modify-write of the meta record with compare-and-swap.
-    /// `change` gives `None` when the fetch it records was superseded.
-    fn record(&mut self, store: &dyn SharedData, mut change: impl FnMut(Meta) -> Option<Meta>) -> Recorded {
+    /// Read-modify-write of the meta record for the end of fetch `claim`, with compare-and-swap.
+    /// Nothing is written once another fetch was claimed (this one's lease ran out).
+    fn record(&mut self, store: &dyn SharedData, claim: u64, mut change: impl FnMut(Meta) -> Meta) -> Recorded {
         for _ in 0..CAS_ATTEMPTS {
             let Some((meta, cas)) = self.read_meta(store) else {
                 return Recorded::Failed;
             };
-            let Some(next) = change(meta) else {
+            if meta.started != claim {
                 self.seen = meta;
                 return Recorded::Superseded;
-            };
+            }
+            let next = change(meta);
             match store.set(&self.meta_key, next.encode().as_bytes(), cas) {
                 Ok(()) => {
                     self.seen = next;
@@ -546,6 +528,18 @@ enum Recorded {
     /// Another worker claimed a fetch after this one's lease ran out.
     Superseded,
     Failed,
+}
+
+/// The meta record after a successful fetch (a 200 or a 304), version aside.
+fn succeeded(meta: Meta, now_ms: u64, refresh_ms: u64) -> Meta {
+    Meta {
+        completed: meta.completed + 1,
+        lease_until_ms: 0,
+        failures: 0,
+        next_due_ms: now_ms + refresh_ms,
+        last_ok_ms: now_ms,
+        ..meta
+    }
 }
 
 fn superseded() -> FetchResult {

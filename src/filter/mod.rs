@@ -277,7 +277,8 @@ impl Context for Root {
         let Some(shared) = self.worker.clone() else {
             return;
         };
-        // Ok(None): 304, the stored key set is current.
+        // Ok(None): 304, the stored key set is current. The ETag goes with either answer.
+        let etag = abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten();
         let outcome = if num_headers == 0 {
             Err("no response (connection failure or timeout)".to_owned())
         } else {
@@ -287,20 +288,17 @@ impl Context for Root {
                     Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"))
                 }
                 Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
-                    .map(|body| Some((body, abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten())))
+                    .map(Some)
                     .map_err(|s| format!("body unreadable (status {})", s.0)),
                 Some(b"304") => Ok(None),
                 Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
                 None => Err("response without status".to_owned()),
             }
         };
-        let not_modified_etag = match &outcome {
-            Ok(None) => abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten(),
-            _ => None,
-        };
+        let etag = etag.as_deref();
         let fetched = match &outcome {
-            Ok(Some((body, etag))) => Ok(Fetched::Document { body, etag: etag.as_deref() }),
-            Ok(None) => Ok(Fetched::NotModified { etag: not_modified_etag.as_deref() }),
+            Ok(Some(body)) => Ok(Fetched::Document { body, etag }),
+            Ok(None) => Ok(Fetched::NotModified { etag }),
             Err(reason) => Err(reason.clone()),
         };
         let resolved = {
