@@ -103,12 +103,28 @@ impl TokenError {
     }
 }
 
+/// The bytes of a compact JWS: the base64url alphabet and the dot (one table lookup a byte,
+/// several times faster in Wasm than the comparisons it stands for).
+const COMPACT_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        // Evaluated at compile time: an index out of range would fail the build, not the filter.
+        #[allow(clippy::indexing_slicing)]
+        let slot = &mut table[b];
+        *slot = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    table
+};
+
 /// Parses a header value as a compact JWS.
 pub fn parse(value: &[u8]) -> Result<Token, TokenError> {
     if value.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLong);
     }
-    if !value.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+    if !value.iter().all(|&b| COMPACT_BYTES.get(usize::from(b)) == Some(&true)) {
         return Err(TokenError::NotCompact);
     }
     // Only the alphabet above is left, so this is ASCII.
