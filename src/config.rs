@@ -5,6 +5,7 @@
 
 use crate::json;
 use crate::jwks::{self, KeySet};
+use crate::verified;
 use crate::verify::{Policy, Scope};
 use serde_json::{Map, Value};
 
@@ -65,6 +66,8 @@ pub struct FilterConfig {
     pub policy: Policy,
     /// Keep the token header on the request that goes upstream.
     pub forward_token: bool,
+    /// Verified tokens remembered per worker (0: none).
+    pub token_cache_size: usize,
     /// Keys skipped while parsing `local_jwks`.
     pub local_keys_skipped: usize,
 }
@@ -90,12 +93,13 @@ impl FilterConfig {
             Some(Scope { namespace_id, function_id: Some(f) }) => format!("namespace:{namespace_id} function:{f}"),
         };
         format!(
-            "{keys} header={} scope={scope} issuer={} audiences={} clock_skew={}s forward_token={}",
+            "{keys} header={} scope={scope} issuer={} audiences={} clock_skew={}s forward_token={} token_cache_size={}",
             self.header,
             self.policy.issuer.as_deref().unwrap_or("any"),
             if self.policy.audiences.is_empty() { "any".to_owned() } else { self.policy.audiences.join(",") },
             self.policy.clock_skew_seconds,
-            self.forward_token
+            self.forward_token,
+            self.token_cache_size
         )
     }
 }
@@ -112,7 +116,7 @@ fn refuse(field: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { field: field.to_owned(), problem: problem.into() }
 }
 
-const TOP_FIELDS: [&str; 10] = [
+const TOP_FIELDS: [&str; 11] = [
     "jwks",
     "local_jwks",
     "header",
@@ -122,6 +126,7 @@ const TOP_FIELDS: [&str; 10] = [
     "audiences",
     "clock_skew_seconds",
     "forward_token",
+    "token_cache_size",
     "comment",
 ];
 const JWKS_FIELDS: [&str; 6] = ["cluster", "path", "authority", "refresh_seconds", "timeout_ms", "max_stale_seconds"];
@@ -190,6 +195,8 @@ fn finish(top: &Map<String, Value>, keys: KeySource, local_keys_skipped: usize) 
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(refuse("forward_token", "must be true or false")),
     };
+    let token_cache_size = optional_integer(top, "token_cache_size", 0..=verified::MAX_ENTRIES as u64)?
+        .map_or(verified::DEFAULT_ENTRIES, |n| n as usize);
     if top.get("comment").is_some_and(|c| !c.is_string()) {
         return Err(refuse("comment", "must be a string"));
     }
@@ -198,6 +205,7 @@ fn finish(top: &Map<String, Value>, keys: KeySource, local_keys_skipped: usize) 
         header,
         policy: Policy { clock_skew_seconds, issuer, audiences, scope },
         forward_token,
+        token_cache_size,
         local_keys_skipped,
     })
 }
@@ -339,6 +347,7 @@ mod tests {
         assert_eq!(config.header, "x-auth-token");
         assert_eq!(config.policy.clock_skew_seconds, 60);
         assert!(!config.forward_token);
+        assert_eq!(config.token_cache_size, 1024);
         assert_eq!(config.policy.scope, None);
         assert!(config.summary().contains("cluster:keys"));
     }
@@ -360,10 +369,11 @@ mod tests {
         let config = parse(
             br#"{"jwks":{"cluster":"keys","path":"/k","authority":"keys.internal:8081","refresh_seconds":10,"timeout_ms":500},
                 "header":"X-Token","namespace_id":"ns","function_id":"fn","issuer":"tokengate",
-                "audiences":["a"],"clock_skew_seconds":0,"forward_token":true,"comment":"demo"}"#,
+                "audiences":["a"],"clock_skew_seconds":0,"forward_token":true,"token_cache_size":0,"comment":"demo"}"#,
         )
         .unwrap();
         assert_eq!(config.header, "x-token");
+        assert_eq!(config.token_cache_size, 0);
         assert_eq!(config.policy.scope, Some(Scope { namespace_id: "ns".into(), function_id: Some("fn".into()) }));
         assert_eq!(config.policy.clock_skew_seconds, 0);
         assert!(config.forward_token);
@@ -419,6 +429,10 @@ mod tests {
             (format!(r#"{{{remote},"audiences":[""]}}"#), "audiences"),
             (format!(r#"{{{remote},"clock_skew_seconds":3601}}"#), "clock_skew_seconds"),
             (format!(r#"{{{remote},"forward_token":"yes"}}"#), "forward_token"),
+            (format!(r#"{{{remote},"token_cache_size":65537}}"#), "token_cache_size"),
+            (format!(r#"{{{remote},"token_cache_size":-1}}"#), "token_cache_size"),
+            (format!(r#"{{{remote},"token_cache_size":1.5}}"#), "token_cache_size"),
+            (format!(r#"{{{remote},"token_cache_size":"1024"}}"#), "token_cache_size"),
             (format!(r#"{{{remote},"comment":1}}"#), "comment"),
         ];
         for (doc, field) in cases {

@@ -82,7 +82,7 @@ impl Gate {
             policy: config.policy.clone(),
             cache,
             paused: Vec::new(),
-            verified: VerifiedCache::default(),
+            verified: VerifiedCache::new(config.token_cache_size),
             host: Box::new(RustOnly),
         }
     }
@@ -101,6 +101,11 @@ impl Gate {
     /// The key cache (read-only), for logs.
     pub fn cache(&self) -> &KeyCache {
         &self.cache
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.len()
     }
 
     /// Number of paused requests.
@@ -376,6 +381,26 @@ mod tests {
         assert!(gate.on_tick(&store, 2_000).fetch);
         let (_, resolved) = gate.on_fetch_done(&store, 2_010, Ok(Fetched::body(&jwks(&[1, 2]))));
         assert_eq!(resolved, vec![Resolved { context_id: 10, result: Err(Denial::UnknownKey) }]);
+    }
+
+    #[test]
+    fn token_cache_size_bounds_the_verified_tokens_kept() {
+        for (size, kept) in [(None, 3), (Some(2), 1), (Some(0), 0)] {
+            let store = MemorySharedData::default();
+            let size = size.map_or(String::new(), |n| format!(r#","token_cache_size":{n}"#));
+            let doc = format!(r#"{{"jwks":{{"cluster":"keys","path":"/c"}}{size}}}"#);
+            let mut gate = Gate::new(&config::parse(doc.as_bytes()).unwrap());
+            gate.start(&store);
+            assert!(gate.on_tick(&store, 0).fetch);
+            gate.on_fetch_done(&store, 10, Ok(Fetched::body(&jwks(&[1]))));
+            for n in 0..3 {
+                let t = token(1, &format!(r#"{{"jti":"{n}"}}"#));
+                for _ in 0..2 {
+                    assert!(matches!(gate.on_request(&store, 1, &[&t], 20), Outcome::Allow(_)), "{doc}");
+                }
+            }
+            assert_eq!(gate.cached_tokens(), kept, "{doc}");
+        }
     }
 
     #[test]

@@ -122,6 +122,39 @@ fn an_invalid_configuration_is_refused_at_start_naming_the_field() {
     assert!(function.seen().is_empty());
 }
 
+/// `token_cache_size` reaches the filter: with the default, a repeated RS256 token is checked by
+/// Envoy once and then served from the cache; with 0, every request is checked again; a
+/// refused value stops Envoy at start.
+#[test]
+fn token_cache_size_decides_how_often_a_repeated_token_is_verified() {
+    let function = TestServer::start(true);
+    let listeners = [
+        ListenerSpec { name: "cached".into(), plugin_config: json!({"local_jwks": main_jwks()}) },
+        ListenerSpec {
+            name: "uncached".into(),
+            plugin_config: json!({"local_jwks": main_jwks(), "token_cache_size": 0}),
+        },
+    ];
+    // One worker: the cache is per worker.
+    let envoy = Envoy::start(&listeners, free_port(), function.port, 1);
+    let token = case_token("pos-01-rs256");
+    let by_envoy = || envoy.counter("wasmcustom.tokengate.signatures.by_envoy");
+    for (listener, checks) in [("cached", 1), ("uncached", 5)] {
+        let before = by_envoy();
+        for n in 0..5 {
+            assert_eq!(call(envoy.port(listener), Some(&token)).status, 200, "{listener} request {n}");
+        }
+        assert_eq!(by_envoy() - before, checks, "signatures checked by Envoy for 5 requests on {listener}");
+    }
+    envoy.assert_logged("token_cache_size=0");
+    let config = json!({"local_jwks": main_jwks(), "token_cache_size": 100_000});
+    match Envoy::launch(&[ListenerSpec { name: "bad".into(), plugin_config: config }], free_port(), function.port, 1) {
+        Ok(_) => panic!("envoy accepted token_cache_size 100000"),
+        Err(log) => assert!(log.contains("invalid configuration: field `token_cache_size`"), "{log}"),
+    }
+    envoy.assert_healthy();
+}
+
 fn main_jwks() -> Value {
     serde_json::from_slice(&case_file("jwks_main.json")).unwrap()
 }
