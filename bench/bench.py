@@ -14,6 +14,9 @@ Environment (all optional):
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
   BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
+  BENCH_BASELINE_WASM   another build of the filter (say, of an earlier commit), run as one more
+                   configuration, tokengate-baseline, in the same rounds: the table then ends
+                   with tokengate's req/s and CPU per request as ratios to it
   BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
   BENCH_EXTRA_KEYS N more Ed25519 keys (own kids) ahead of the three in the key set, as in a
                    namespace with many tokens, each with its own key (default 0)
@@ -51,13 +54,16 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "0" if SMOKE else "1"))
 EXTRA_KEYS = int(os.environ.get("BENCH_EXTRA_KEYS", "0"))
 JWT_CACHE_SIZE = 1000
 ALGS = ["RS256", "ES256", "EdDSA"]
-CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"]
+BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM")
+ALL_CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"] + (
+    ["tokengate-baseline"] if BASELINE_WASM else [])
+CONFIGS = list(ALL_CONFIGS)
 WORKLOADS = [f"{kind}-{alg}" for alg in ALGS for kind in ("same", "distinct")]
 if os.environ.get("BENCH_CONFIGS"):
     CONFIGS = [c for c in os.environ["BENCH_CONFIGS"].split(",") if c]
 if os.environ.get("BENCH_WORKLOADS"):
     WORKLOADS = [w for w in os.environ["BENCH_WORKLOADS"].split(",") if w]
-AUTH_CONFIGS = {"jwt_authn", "jwt_authn+cache", "tokengate"}
+AUTH_CONFIGS = {"jwt_authn", "jwt_authn+cache", "tokengate", "tokengate-baseline"}
 FETCH = os.environ.get("BENCH_FETCH", "1") == "1"
 FETCH_REFRESH_S = 2      # refresh period (tokengate refresh_seconds, jwt_authn cache_duration)
 FETCH_PERIODS = 3        # traffic lasts this many periods (plus half of one)
@@ -227,6 +233,8 @@ def envoy_config(cfg, port, admin_port, jwks_text, keys_port=None):
         "jwt_authn+cache": [jwt_authn_filter(jwks_text, cache=True)],
         "tokengate": [wasm_filter("tokengate", TOKENGATE_WASM,
                                   json.dumps({"local_jwks": json.loads(jwks_text)}))],
+        "tokengate-baseline": [wasm_filter("tokengate", BASELINE_WASM,
+                                           json.dumps({"local_jwks": json.loads(jwks_text)}))],
     }[cfg]
     filters.append({"name": "envoy.filters.http.router", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
@@ -504,8 +512,12 @@ def main():
         kind, _, alg = w.partition("-")
         if kind not in ("same", "distinct") or alg not in ALGS:
             die(f"unknown workload {w}")
+    if BASELINE_WASM and not os.path.exists(BASELINE_WASM):
+        die(f"missing BENCH_BASELINE_WASM: {BASELINE_WASM}")
     for c in CONFIGS:
-        if c not in ("none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"):
+        if c == "tokengate-baseline" and not BASELINE_WASM:
+            die("configuration tokengate-baseline needs BENCH_BASELINE_WASM (the other build's .wasm)")
+        if c not in ALL_CONFIGS:
             die(f"unknown configuration {c}")
     os.makedirs(WORK, exist_ok=True)
     for f in os.listdir(WORK):  # Envoy appends to its log: start each run with fresh ones
@@ -615,6 +627,15 @@ def main():
                        f"{med([rss for _, rss in sel]) / 1024:.1f} |")
     out.append("")
     out.append("non-2xx counts non-2xx answers plus socket errors; every run should show 0.")
+    if "tokengate-baseline" in CONFIGS and "tokengate" in CONFIGS:
+        out += ["", f"tokengate against tokengate-baseline ({BASELINE_WASM}), ratios of medians:", "",
+                "| workload | req/s | CPU µs/req |", "|---|---:|---:|"]
+        for w in WORKLOADS:
+            t = [r for _, c, ww, r, _ in rows if c == "tokengate" and ww == w]
+            b = [r for _, c, ww, r, _ in rows if c == "tokengate-baseline" and ww == w]
+            if t and b:
+                out.append(f"| {w} | {med([r['rps'] for r in t]) / med([r['rps'] for r in b]):.3f} | "
+                           f"{med([r['cpu_us'] for r in t]) / med([r['cpu_us'] for r in b]):.3f} |")
     out += targets(rows, fetches, med)
     text = "\n".join(out) + "\n"
     print(text)
