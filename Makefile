@@ -18,7 +18,7 @@ AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u po
 .PHONY: help build wasm oci cli envoy postgres browser console-screenshots demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-micro bench-smoke lint fmt clean
 
 help: ## Show the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 build: wasm cli ## Build the filter (.wasm) and the tokengate key service/CLI
 
@@ -141,4 +141,4 @@ fmt: ## Format the code
 
 clean: ## Remove build outputs, the venv and demo state
 	cargo clean
-	rm -rf $(VENV) .run bench/.venv bench/.data bench/noop/target bench/results/run
+	rm -rf $(VENV) .run bench/.venv bench/.data bench/noop/target bench/micro/target bench/results/run

@@ -7,16 +7,20 @@ Environment (all optional):
   BENCH_DURATION   seconds per wrk run (default 5; BENCH_SMOKE=1: 1)
   BENCH_ROUNDS     rounds; each round starts every configuration once, in alternating order (2; smoke 1)
   BENCH_THREADS    wrk threads (1)        BENCH_CONNECTIONS  wrk connections (16)
-  BENCH_TOKENS     distinct tokens per algorithm (20000; smoke 2000) -- more than jwt_cache_size
+  BENCH_TOKENS     distinct tokens per algorithm (20000; smoke 2000, or 5000 with a baseline) --
+                   distinct-* measure uncached tokens only if this is more than every cache
+                   holds: jwt_cache_size (1000), token_cache_size (1024 by default; a fixed 4096
+                   in builds of tokengate before commit 96aca6e)
   BENCH_WARMUP     seconds of warm-up per workload at each Envoy start, before any is measured
                    (1; smoke 0): V8 compiles a filter's hot code while it runs, so without it
                    the first workload measured would pay for the whole compilation
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
+                   (and tokengate-baseline, with BENCH_BASELINE_WASM)
   BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
   BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
   BENCH_BASELINE_WASM   another build of the filter (say, of an earlier commit), run as one more
-                   configuration, tokengate-baseline, in the same rounds: the table then ends
-                   with tokengate's req/s and CPU per request as ratios to it
+                   configuration, tokengate-baseline, in the same rounds; after the medians the
+                   output has tokengate's req/s and CPU per request as ratios to it
   BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
   BENCH_EXTRA_KEYS N more Ed25519 keys (own kids) ahead of the three in the key set, as in a
                    namespace with many tokens, each with its own key (default 0)
@@ -49,12 +53,13 @@ DURATION = int(os.environ.get("BENCH_DURATION", "1" if SMOKE else "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if SMOKE else "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 CONNS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-NTOKENS = int(os.environ.get("BENCH_TOKENS", "2000" if SMOKE else "20000"))
+BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM")
+# A baseline build may cache up to 4096 tokens: smoke's 2000 would all be cache hits there.
+NTOKENS = int(os.environ.get("BENCH_TOKENS", ("5000" if BASELINE_WASM else "2000") if SMOKE else "20000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "0" if SMOKE else "1"))
 EXTRA_KEYS = int(os.environ.get("BENCH_EXTRA_KEYS", "0"))
 JWT_CACHE_SIZE = 1000
 ALGS = ["RS256", "ES256", "EdDSA"]
-BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM")
 ALL_CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"] + (
     ["tokengate-baseline"] if BASELINE_WASM else [])
 CONFIGS = list(ALL_CONFIGS)
@@ -512,8 +517,11 @@ def main():
         kind, _, alg = w.partition("-")
         if kind not in ("same", "distinct") or alg not in ALGS:
             die(f"unknown workload {w}")
-    if BASELINE_WASM and not os.path.exists(BASELINE_WASM):
-        die(f"missing BENCH_BASELINE_WASM: {BASELINE_WASM}")
+    if BASELINE_WASM and not os.path.isfile(BASELINE_WASM):
+        die(f"BENCH_BASELINE_WASM is not a file: {BASELINE_WASM}")
+    if BASELINE_WASM and NTOKENS <= 4096:
+        log(f"warning: {NTOKENS} distinct tokens per algorithm fit the 4096-token cache of older "
+            "builds: their distinct-* rows would measure cache hits (set BENCH_TOKENS above 4096)")
     for c in CONFIGS:
         if c == "tokengate-baseline" and not BASELINE_WASM:
             die("configuration tokengate-baseline needs BENCH_BASELINE_WASM (the other build's .wasm)")
@@ -569,7 +577,7 @@ def main():
                         r["cpu_us"] = (env.cpu_seconds() - cpu) * 1e6 / max(r["requests"], 1)
                         rss = env.rss_kib()
                         rows.append((rnd, cfg, w, r, rss))
-                        log(f"round {rnd} {cfg:16} {w:15} {r['rps']:9.0f} req/s {r['cpu_us']:6.1f} CPU us/req "
+                        log(f"round {rnd} {cfg:18} {w:15} {r['rps']:9.0f} req/s {r['cpu_us']:6.1f} CPU us/req "
                             f"p50 {fmt_ms(r['p50_us'])} ms p99 {fmt_ms(r['p99_us'])} ms "
                             f"RSS {rss / 1024:.1f} MiB non-2xx {r['non2xx']}")
                 finally:

@@ -1,11 +1,16 @@
 // Runs the bench-micro Wasm program under Node's V8 (WASI preview 1), with the acceptance
 // cases' directory preopened as /cases:  node run.mjs <bench_micro.wasm> <cases dir>
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { WASI } from 'node:wasi';
 
 const [wasmPath, casesDir] = process.argv.slice(2);
 if (!wasmPath || !casesDir) {
   console.error('usage: node run.mjs <bench_micro.wasm> <cases dir>');
+  process.exit(2);
+}
+const isDir = await stat(casesDir).then((s) => s.isDirectory(), () => false);
+if (!isDir) {
+  console.error(`bench-micro: no acceptance cases at ${casesDir} (the project expects ../shared/cases beside it)`);
   process.exit(2);
 }
 const wasi = new WASI({ version: 'preview1', args: ['bench-micro', '/cases'], preopens: { '/cases': casesDir } });
