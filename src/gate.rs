@@ -82,7 +82,7 @@ impl Gate {
             policy: config.policy.clone(),
             cache,
             paused: Vec::new(),
-            verified: VerifiedCache::new(config.token_cache_size),
+            verified: VerifiedCache::new(config.token_cache_size, config.policy.clock_skew_seconds),
             host: Box::new(RustOnly),
         }
     }
@@ -136,7 +136,7 @@ impl Gate {
         }
         let outcome = self.decide_value(store, context_id, value, now_ms);
         if let Outcome::Allow(claims) = &outcome {
-            self.verified.insert(value, self.cache.version(), claims, self.policy.clock_skew_seconds);
+            self.verified.insert(value, self.cache.version(), claims);
         }
         outcome
     }
@@ -306,6 +306,7 @@ mod tests {
             namespace_id: Some("ns\r\nx-injected: 1".into()),
             function_id: Some(String::new()),
             expires_at: None,
+            not_before: None,
         };
         assert_eq!(upstream_headers(&claims), vec![(TOKEN_ID_HEADER, "t-1")]);
         let long = VerifiedClaims { token_id: Some("a".repeat(257)), ..VerifiedClaims::default() };
@@ -385,7 +386,7 @@ mod tests {
 
     #[test]
     fn token_cache_size_bounds_the_verified_tokens_kept() {
-        for (size, kept) in [(None, 3), (Some(2), 1), (Some(0), 0)] {
+        for (size, kept) in [(None, 3), (Some(2), 2), (Some(0), 0)] {
             let store = MemorySharedData::default();
             let size = size.map_or(String::new(), |n| format!(r#","token_cache_size":{n}"#));
             let doc = format!(r#"{{"jwks":{{"cluster":"keys","path":"/c"}}{size}}}"#);
@@ -401,6 +402,22 @@ mod tests {
             }
             assert_eq!(gate.cached_tokens(), kept, "{doc}");
         }
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_when_the_clock_steps_back_before_nbf() {
+        let store = MemorySharedData::default();
+        let doc = br#"{"jwks":{"cluster":"keys","path":"/n"},"clock_skew_seconds":0}"#;
+        let mut gate = Gate::new(&config::parse(doc).unwrap());
+        gate.start(&store);
+        assert!(gate.on_tick(&store, 0).fetch);
+        gate.on_fetch_done(&store, 10, Ok(Fetched::body(&jwks(&[1]))));
+        let t = token(1, r#"{"nbf":100,"exp":200}"#);
+        assert!(matches!(gate.on_request(&store, 1, &[&t], 100_000), Outcome::Allow(_)));
+        assert_eq!(gate.cached_tokens(), 1);
+        assert_eq!(gate.on_request(&store, 2, &[&t], 50_000), Outcome::Deny(Denial::NotYetValid));
+        assert!(matches!(gate.on_request(&store, 3, &[&t], 150_000), Outcome::Allow(_)));
+        assert_eq!(gate.on_request(&store, 4, &[&t], 200_000), Outcome::Deny(Denial::Expired));
     }
 
     #[test]

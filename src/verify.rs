@@ -43,6 +43,8 @@ pub struct VerifiedClaims {
     pub function_id: Option<String>,
     /// `exp`, if any.
     pub expires_at: Option<f64>,
+    /// `nbf`, if any.
+    pub not_before: Option<f64>,
 }
 
 /// Verifies `token` with `keys` under `policy` at `now` (Unix seconds), signatures in Rust.
@@ -88,7 +90,13 @@ pub fn verify_with(
         }
         None => sole_entry(&claims.scope),
     };
-    Ok(VerifiedClaims { token_id: claims.jti.clone(), namespace_id, function_id, expires_at: claims.exp })
+    Ok(VerifiedClaims {
+        token_id: claims.jti.clone(),
+        namespace_id,
+        function_id,
+        expires_at: claims.exp,
+        not_before: claims.nbf,
+    })
 }
 
 /// Whether some key with the token's exact `kid` exists; when not, a refetch may find it.

@@ -71,9 +71,9 @@ fn main() {
         time(&format!("{alg}: verify in Wasm (signature and claims)"), || {
             black_box(verify::verify(black_box(&parsed), &keys, &policy, now).ok());
         });
-        let mut cache = VerifiedCache::default();
+        let mut cache = VerifiedCache::new(tokengate::verified::DEFAULT_ENTRIES, 60);
         let claims = Rc::new(verify::verify(&parsed, &keys, &policy, now).unwrap_or_default());
-        cache.insert(raw.as_bytes(), 1, &claims, 60);
+        cache.insert(raw.as_bytes(), 1, &claims);
         time(&format!("{alg}: verified-token cache hit"), || {
             black_box(cache.get(black_box(raw.as_bytes()), 1, now));
         });
