@@ -11,10 +11,9 @@
 //! step back, not before `nbf` minus it. Refusals are never cached: they are always decided
 //! afresh.
 //!
-//! When the cache is full (by count, or by [`MAX_BYTES`]), it drops an eighth of its entries,
-//! every eighth in the table's own order, which has nothing to do with when a token came or how
-//! often it is used. So a worker that sees a few more tokens than the cache holds still gets most
-//! of them from it, instead of the cache emptying itself over and over.
+//! When the cache is full (by count, or by [`MAX_BYTES`]), each new entry replaces one picked at
+//! random, in constant time. So a worker that sees a few more tokens than the cache holds still
+//! gets most of them from it, instead of the cache emptying itself over and over.
 
 use crate::verify::VerifiedClaims;
 use std::collections::HashMap;
@@ -28,8 +27,9 @@ pub const MAX_ENTRIES: usize = 65_536;
 /// The most memory one cache may account for (a Wasm VM never gives memory back): each entry
 /// counts its token, its claim strings and [`ENTRY_OVERHEAD`].
 pub const MAX_BYTES: usize = 32 << 20;
-/// What an entry costs beyond its strings, about (table slot, allocation headers, claims).
-pub const ENTRY_OVERHEAD: usize = 150;
+/// What an entry costs beyond its strings on wasm32, about: its hash-table slots (the table keeps
+/// up to four per entry), its place in the eviction list, the claims and the allocation headers.
+pub const ENTRY_OVERHEAD: usize = 300;
 
 #[derive(Debug)]
 struct Entry {
@@ -37,6 +37,8 @@ struct Entry {
     valid_until: f64,
     not_before: f64,
     bytes: usize,
+    /// Where the token is in `VerifiedCache::order`.
+    slot: usize,
 }
 
 /// Verified tokens of one key-set version.
@@ -46,8 +48,10 @@ pub struct VerifiedCache {
     skew: f64,
     version: u64,
     bytes: usize,
-    evictions: usize,
-    entries: HashMap<Box<[u8]>, Entry, BuildHasherDefault<TokenHasher>>,
+    entries: HashMap<Rc<[u8]>, Entry, BuildHasherDefault<TokenHasher>>,
+    /// Every cached token once, in no particular order: the candidates for eviction.
+    order: Vec<Rc<[u8]>>,
+    random: u64,
 }
 
 impl VerifiedCache {
@@ -59,8 +63,9 @@ impl VerifiedCache {
             skew: clock_skew_seconds as f64,
             version: 0,
             bytes: 0,
-            evictions: 0,
             entries: HashMap::default(),
+            order: Vec::new(),
+            random: 0x9e37_79b9_7f4a_7c15,
         }
     }
 
@@ -92,17 +97,20 @@ impl VerifiedCache {
             return;
         }
         self.remove(token);
-        while !self.entries.is_empty() && (self.entries.len() >= self.capacity || self.bytes + bytes > MAX_BYTES) {
-            self.evict_an_eighth();
+        while !self.order.is_empty() && (self.order.len() >= self.capacity || self.bytes + bytes > MAX_BYTES) {
+            self.evict_one();
         }
+        let key: Rc<[u8]> = Rc::from(token);
         let entry = Entry {
             claims: Rc::clone(claims),
             valid_until: claims.expires_at.map_or(f64::INFINITY, |exp| exp + self.skew),
             not_before: claims.not_before.unwrap_or(f64::NEG_INFINITY),
             bytes,
+            slot: self.order.len(),
         };
         self.bytes += bytes;
-        self.entries.insert(token.into(), entry);
+        self.order.push(Rc::clone(&key));
+        self.entries.insert(key, entry);
     }
 
     /// Number of cached tokens.
@@ -120,35 +128,42 @@ impl VerifiedCache {
         self.bytes
     }
 
+    /// Forgets `token`, keeping `order` dense: the last token takes its place there.
     fn remove(&mut self, token: &[u8]) {
-        if let Some(old) = self.entries.remove(token) {
-            self.bytes = self.bytes.saturating_sub(old.bytes);
+        let Some(old) = self.entries.remove(token) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(old.bytes);
+        if old.slot < self.order.len() {
+            self.order.swap_remove(old.slot);
+            if let Some(moved) = self.order.get(old.slot) {
+                if let Some(entry) = self.entries.get_mut(moved) {
+                    entry.slot = old.slot;
+                }
+            }
         }
     }
 
-    /// Drops every eighth entry in table order (every one of fewer than eight: at least one),
-    /// at a phase that moves on with each call, so repeated evictions do not always spare the
-    /// same entries.
-    fn evict_an_eighth(&mut self) {
-        self.evictions = self.evictions.wrapping_add(1);
-        let step = self.entries.len().clamp(1, 8);
-        let phase = self.evictions % step;
-        let mut position = 0usize;
-        let mut freed = 0usize;
-        self.entries.retain(|_, entry| {
-            let keep = position % step != phase;
-            position += 1;
-            if !keep {
-                freed += entry.bytes;
-            }
-            keep
-        });
-        self.bytes = self.bytes.saturating_sub(freed);
+    /// Forgets one cached token picked at random (xorshift64: cheap, and a client cannot steer
+    /// it without tokens that verify).
+    fn evict_one(&mut self) {
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        let len = self.order.len() as u64;
+        if len == 0 {
+            return;
+        }
+        let victim = (self.random % len) as usize;
+        if let Some(key) = self.order.get(victim).cloned() {
+            self.remove(&key);
+        }
     }
 
     fn follow(&mut self, version: u64) {
         if version != self.version {
             self.entries.clear();
+            self.order.clear();
             self.bytes = 0;
             self.version = version;
         }
@@ -250,7 +265,11 @@ mod tests {
                 assert!(cache.len() <= capacity);
                 assert!(cache.get(&n.to_le_bytes(), 1, 0.0).is_some(), "the newest entry is kept");
             }
-            assert!(cache.len() >= capacity - capacity / 8 - 1, "capacity {capacity}: {} kept", cache.len());
+            assert_eq!(cache.len(), capacity, "a full cache stays full");
+            assert_eq!(cache.order.len(), capacity);
+            for (slot, key) in cache.order.iter().enumerate() {
+                assert_eq!(cache.entries.get(key).map(|e| e.slot), Some(slot), "the eviction list matches the table");
+            }
         }
         assert_eq!(VerifiedCache::new(usize::MAX, 0).capacity, MAX_ENTRIES);
     }
@@ -296,12 +315,47 @@ mod tests {
         }
         let counted: usize = cache.entries.values().map(|e| e.bytes).sum();
         assert_eq!(cache.bytes(), counted);
+        assert_eq!(cache.order.len(), cache.len());
         assert!(cache.len() < MAX_BYTES / per_entry + 1);
         // Replacing an entry does not count it twice.
         let before = cache.bytes();
         let last = cache.entries.keys().next().map(|k| k.to_vec()).unwrap_or_default();
         cache.insert(&last, 1, &c);
         assert_eq!(cache.bytes(), before);
+    }
+
+    #[test]
+    fn the_eviction_list_and_the_byte_count_follow_every_change() {
+        // Inserts (new and repeated), expiries, lookups and key-set changes in a pseudo-random
+        // order; after each step the list, the slots and the byte count must match the table.
+        let mut cache = VerifiedCache::new(50, 1);
+        let mut state = 7u64;
+        for step in 0..20_000u64 {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let n = (state >> 33) % 80;
+            let key = format!("token-{n}-{}", "x".repeat((n % 9) as usize));
+            let version = 1 + step / 5_000;
+            let now = (step % 100) as f64;
+            match (state >> 20) % 3 {
+                0 | 1 => {
+                    let c = Rc::new(VerifiedClaims {
+                        token_id: Some(n.to_string()),
+                        expires_at: Some(now + (n % 7) as f64),
+                        ..VerifiedClaims::default()
+                    });
+                    cache.insert(key.as_bytes(), version, &c);
+                }
+                _ => {
+                    cache.get(key.as_bytes(), version, now);
+                }
+            }
+            assert!(cache.len() <= 50);
+            assert_eq!(cache.order.len(), cache.len(), "step {step}");
+            for (slot, k) in cache.order.iter().enumerate() {
+                assert_eq!(cache.entries.get(k).map(|e| e.slot), Some(slot), "step {step}");
+            }
+            assert_eq!(cache.bytes(), cache.entries.values().map(|e| e.bytes).sum::<usize>(), "step {step}");
+        }
     }
 
     #[test]
