@@ -148,11 +148,6 @@ impl Gate {
         }
     }
 
-    /// A paused request went away (client reset, stream end): forget it.
-    pub fn forget(&mut self, context_id: u32) {
-        self.paused.retain(|p| p.context_id != context_id);
-    }
-
     /// Periodic work: pick up key sets other workers fetched, claim due fetches, resolve
     /// paused requests whose wait is over.
     pub fn on_tick(&mut self, store: &dyn SharedData, now_ms: u64) -> Tick {
@@ -459,7 +454,7 @@ mod tests {
     }
 
     #[test]
-    fn paused_requests_are_bounded_and_forgettable() {
+    fn paused_requests_are_bounded() {
         let store = MemorySharedData::default();
         let mut gate = remote_gate(&store);
         let t = token(1, "{}");
@@ -467,8 +462,10 @@ mod tests {
             assert_eq!(gate.on_request(&store, id, &[&t], 0), Outcome::Paused);
         }
         assert_eq!(gate.on_request(&store, 99_999, &[&t], 0), Outcome::Deny(Denial::KeysUnavailable));
-        gate.forget(3);
-        assert_eq!(gate.paused(), MAX_PAUSED - 1);
+        // A request that went away keeps its place until its wait is over, then frees it.
+        let tick = gate.on_tick(&store, 60_000);
+        assert_eq!(tick.resolved.len(), MAX_PAUSED);
+        assert_eq!(gate.paused(), 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The built filter imports only proxy-wasm host functions and WASI: anything else (for
-//! example wasm-bindgen glue) makes Envoy refuse the module.
+//! example wasm-bindgen glue) makes Envoy refuse the module. It exports only the callbacks it
+//! implements: Envoy calls every exported callback, and each call into the VM costs time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -35,14 +36,8 @@ fn name(bytes: &[u8], at: &mut usize) -> String {
 
 /// (module, name) of every function import.
 fn imports(bytes: &[u8]) -> Vec<(String, String)> {
-    assert_eq!(&bytes[..8], b"\0asm\x01\0\0\0", "not a wasm module");
-    let mut at = 8;
     let mut found = Vec::new();
-    while at < bytes.len() {
-        let id = bytes[at];
-        at += 1;
-        let size = leb(bytes, &mut at);
-        let end = at + size;
+    for (id, mut at, _) in sections(bytes) {
         if id == 2 {
             let count = leb(bytes, &mut at);
             for _ in 0..count {
@@ -59,8 +54,43 @@ fn imports(bytes: &[u8]) -> Vec<(String, String)> {
                 found.push((module, field));
             }
         }
-        at = end;
     }
+    found
+}
+
+/// (id, start, end) of every section.
+fn sections(bytes: &[u8]) -> Vec<(u8, usize, usize)> {
+    assert_eq!(&bytes[..8], b"\0asm\x01\0\0\0", "not a wasm module");
+    let mut at = 8;
+    let mut found = Vec::new();
+    while at < bytes.len() {
+        let id = bytes[at];
+        at += 1;
+        let size = leb(bytes, &mut at);
+        found.push((id, at, at + size));
+        at += size;
+    }
+    found
+}
+
+/// The name of every exported function.
+fn exported_functions(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (id, mut at, _) in sections(bytes) {
+        if id == 7 {
+            let count = leb(bytes, &mut at);
+            for _ in 0..count {
+                let field = name(bytes, &mut at);
+                let kind = bytes[at];
+                at += 1;
+                leb(bytes, &mut at);
+                if kind == 0 {
+                    found.push(field);
+                }
+            }
+        }
+    }
+    found.sort();
     found
 }
 
@@ -74,4 +104,22 @@ fn imports_only_proxy_wasm_and_wasi() {
         assert!(ok, "unexpected import {module}.{field}");
     }
     eprintln!("{} bytes, {} imports", bytes.len(), found.len());
+}
+
+#[test]
+fn exports_only_the_callbacks_it_implements() {
+    let bytes = std::fs::read(wasm_path()).unwrap();
+    let mut want = vec![
+        "_initialize",
+        "proxy_abi_version_0_2_1",
+        "proxy_on_configure",
+        "proxy_on_context_create",
+        "proxy_on_http_call_response",
+        "proxy_on_memory_allocate",
+        "proxy_on_request_headers",
+        "proxy_on_tick",
+        "proxy_on_vm_start",
+    ];
+    want.sort();
+    assert_eq!(exported_functions(&bytes), want);
 }

@@ -36,11 +36,13 @@ pub enum Level {
     Info = 2,
     Warn = 3,
     Error = 4,
+    Critical = 5,
 }
 
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_log_level(level: *mut u32) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(kind: u32, start: usize, max: usize, data: *mut *mut u8, size: *mut usize) -> u32;
@@ -82,6 +84,18 @@ extern "C" {
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
     fn proxy_call_foreign_function(
         name: *const u8,
         name_size: usize,
@@ -100,7 +114,7 @@ fn check(status: u32) -> Result<(), HostStatus> {
     }
 }
 
-/// Takes ownership of a buffer the host allocated through the SDK's allocator.
+/// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate`.
 unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         Vec::new()
@@ -113,6 +127,16 @@ unsafe fn owned(data: *mut u8, size: usize) -> Vec<u8> {
 pub fn log(level: Level, message: &str) {
     // Nothing useful can be done if logging itself fails.
     let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// Whether the proxy writes log lines of this level (so a line it would drop is not even built).
+/// If the host does not say, every level is written.
+pub fn enabled(level: Level) -> bool {
+    let mut threshold = 0u32;
+    match unsafe { proxy_get_log_level(&mut threshold) } {
+        OK => level as u32 >= threshold,
+        _ => true,
+    }
 }
 
 /// The proxy's wall clock in milliseconds since the Unix epoch (0 if the host refuses).
@@ -217,6 +241,27 @@ pub fn define_counter(name: &str) -> Result<u32, HostStatus> {
     let mut id = 0u32;
     check(unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
+}
+
+/// Starts an HTTP call to `cluster` with `headers` (proxy-wasm map encoding), no body; the
+/// answer comes to the root's `proxy_on_http_call_response` with the returned token.
+pub fn http_call(cluster: &str, headers: &[u8], timeout_ms: u32) -> Result<u32, HostStatus> {
+    let mut token = 0u32;
+    check(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            null(),
+            0,
+            null(),
+            0,
+            timeout_ms,
+            &mut token,
+        )
+    })?;
+    Ok(token)
 }
 
 /// Calls a host foreign function; the host's status comes back as a plain integer.

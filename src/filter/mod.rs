@@ -1,32 +1,24 @@
 //! The proxy-wasm glue (wasm32 only): host events in, core calls, host actions out.
 //!
-//! One [`Root`] per filter instance per worker VM owns the [`Gate`]; each request gets a
-//! [`Request`] sharing it. Root contexts fetch the key set (when the gate says so), tick, and
-//! resume or refuse paused requests; request contexts read headers and act on the gate's answer.
+//! [`exports`] holds the ABI entry points and the VM's filter instances; each instance is a
+//! [`Root`] that owns its [`Gate`]. A request carries no state of its own: its headers are
+//! decided at once, or it is paused in the gate until keys arrive and then finished by its
+//! root's tick or key-fetch callback.
 
 mod abi;
+mod exports;
 
 use crate::config::{self, FilterConfig, KeySource, RemoteJwks};
 use crate::deny::Denial;
 use crate::gate::{self, Gate, Outcome, Resolved};
-use crate::host::{decode_map, GetError, SetError, SharedData};
+use crate::host::{decode_map, encode_map, GetError, SetError, SharedData};
 use crate::hostcrypto::{self, SignatureHost};
 use crate::jwks::MAX_JWKS_BYTES;
 use crate::keycache::{FetchResult, Fetched, SyncResult};
 use crate::metrics::Counter;
 use crate::verify::VerifiedClaims;
 use abi::Level;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::time::Duration;
-
-proxy_wasm::main! {{
-    // Installs the SDK's panic hook, which logs the panic at critical level before the VM dies.
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|context_id| Box::new(Root::new(context_id)));
-}}
 
 /// Tick period while requests wait or the first keys are still to come.
 const FAST_TICK_MS: u32 = 20;
@@ -103,7 +95,7 @@ impl SignatureHost for EnvoyCrypto {
     }
 }
 
-/// Counter ids, defined once per VM.
+/// Counter ids, defined once per filter instance.
 struct Metrics {
     ids: Vec<Option<u32>>,
 }
@@ -124,15 +116,16 @@ impl Metrics {
     }
 }
 
-/// What the root and its request contexts share.
-struct Worker {
+/// A configured filter instance's parts.
+struct Configured {
     gate: Gate,
     header: String,
     forward_token: bool,
     metrics: Metrics,
+    remote: Option<RemoteJwks>,
 }
 
-impl Worker {
+impl Configured {
     /// Applies an allow to the current stream: strip the token unless forwarded, add facts.
     fn allow(&self, claims: &VerifiedClaims) -> Result<(), abi::HostStatus> {
         if !self.forward_token {
@@ -147,174 +140,46 @@ impl Worker {
 
     /// Refuses the current stream with the denial's local reply.
     fn deny(&self, context_id: u32, denial: Denial) {
-        abi::log(Level::Debug, &format!("#{context_id} denied: {}", denial.code()));
         self.metrics.count(Counter::Denied(denial));
-        if let Err(status) = abi::send_local_response(denial.status(), &denial.headers(), &denial.body()) {
-            abi::log(Level::Warn, &format!("#{context_id} local reply failed (status {})", status.0));
-        }
+        reply(context_id, denial);
     }
 }
 
-/// One filter instance on one worker.
-struct Root {
+/// Sends the denial's local reply on the current stream (and a debug line with its reason).
+fn reply(context_id: u32, denial: Denial) {
+    if abi::enabled(Level::Debug) {
+        abi::log(Level::Debug, &format!("#{context_id} denied: {}", denial.code()));
+    }
+    if let Err(status) = abi::send_local_response(denial.status(), &denial.headers(), &denial.body()) {
+        abi::log(Level::Warn, &format!("#{context_id} local reply failed (status {})", status.0));
+    }
+}
+
+/// Refuses the current stream when no filter instance can take it (fail closed).
+fn refuse_unattributed() {
+    let denial = Denial::InternalError;
+    let _ = abi::send_local_response(denial.status(), &denial.headers(), &denial.body());
+}
+
+/// One filter instance (root context) in this VM: its configuration, gate and key fetches.
+pub(crate) struct Root {
     context_id: u32,
-    worker: Option<Rc<RefCell<Worker>>>,
-    remote: Option<RemoteJwks>,
+    configured: Option<Configured>,
     fetch_token: Option<u32>,
     tick_ms: u32,
 }
 
 impl Root {
     fn new(context_id: u32) -> Root {
-        Root { context_id, worker: None, remote: None, fetch_token: None, tick_ms: 0 }
+        Root { context_id, configured: None, fetch_token: None, tick_ms: 0 }
     }
 
     fn log(&self, level: Level, message: &str) {
-        abi::log(level, &format!("#{} {message}", self.context_id));
-    }
-
-    fn start_fetch(&mut self, worker: &mut Worker, now_ms: u64) -> Vec<Resolved> {
-        let Some(remote) = &self.remote else {
-            return Vec::new();
-        };
-        let etag = worker.gate.cache().fetch_etag().map(str::to_owned);
-        let mut headers = vec![
-            (":method", "GET"),
-            (":path", remote.path.as_str()),
-            (":authority", remote.authority.as_str()),
-            ("accept", "application/json"),
-            ("user-agent", "tokengate"),
-        ];
-        if let Some(etag) = &etag {
-            headers.push(("if-none-match", etag));
-        }
-        let timeout = Duration::from_millis(remote.timeout_ms);
-        match proxy_wasm::hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
-            Ok(token) => {
-                self.fetch_token = Some(token);
-                Vec::new()
-            }
-            Err(status) => {
-                let reason = format!("could not start the fetch from cluster `{}` (status {status:?})", remote.cluster);
-                let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, now_ms, Err(reason));
-                self.report_fetch(worker, &result);
-                resolved
-            }
+        if abi::enabled(level) {
+            abi::log(level, &format!("#{} {message}", self.context_id));
         }
     }
 
-    fn report_fetch(&self, worker: &Worker, result: &FetchResult) {
-        match result {
-            FetchResult::Stored { changed, keys, skipped } => {
-                worker.metrics.count(Counter::FetchOk);
-                if *changed {
-                    worker.metrics.count(Counter::KeySetChanged);
-                    worker.metrics.count_n(Counter::KeysSkipped, skipped.len());
-                    self.log(Level::Info, &format!("key set loaded: {keys} usable keys, {} skipped", skipped.len()));
-                    for skip in skipped {
-                        let kid = skip.kid.as_deref().unwrap_or("(none)");
-                        self.log(Level::Info, &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason));
-                    }
-                }
-            }
-            FetchResult::Failed { reason } => {
-                worker.metrics.count(Counter::FetchFailed);
-                let kept = match worker.gate.cache().keys() {
-                    Some(keys) => format!("keeping the last good key set ({} keys)", keys.len()),
-                    None => "no key set yet: requests are denied with keys_unavailable".to_owned(),
-                };
-                self.log(Level::Warn, &format!("key set fetch failed: {reason}; {kept}"));
-            }
-        }
-    }
-
-    fn adjust_tick(&mut self, worker: &Worker) {
-        let wanted = if worker.gate.cache().is_local() {
-            0
-        } else if worker.gate.wants_fast_ticks() {
-            FAST_TICK_MS
-        } else {
-            SLOW_TICK_MS
-        };
-        if wanted != self.tick_ms && abi::set_tick_period_ms(wanted).is_ok() {
-            self.tick_ms = wanted;
-        }
-    }
-
-    /// Finishes paused requests. Runs with no borrow of the worker held: a local reply can make
-    /// the host call back into this VM.
-    fn finish(&self, resolved: Vec<Resolved>) {
-        let Some(worker) = &self.worker else { return };
-        for Resolved { context_id, result } in resolved {
-            if abi::set_effective_context(context_id).is_err() {
-                continue; // The request is gone.
-            }
-            let Ok(worker) = worker.try_borrow() else {
-                continue;
-            };
-            match result {
-                Ok(claims) => match worker.allow(&claims) {
-                    Ok(()) => {
-                        if abi::continue_request().is_err() {
-                            self.log(Level::Debug, &format!("#{context_id} could not be resumed"));
-                        }
-                    }
-                    Err(_) => worker.deny(context_id, Denial::InternalError),
-                },
-                Err(denial) => worker.deny(context_id, denial),
-            }
-        }
-        let _ = abi::set_effective_context(self.context_id);
-    }
-}
-
-impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _trailers: usize) {
-        if self.fetch_token != Some(token_id) {
-            return;
-        }
-        self.fetch_token = None;
-        let Some(shared) = self.worker.clone() else {
-            return;
-        };
-        // Ok(None): 304, the stored key set is current. The ETag goes with either answer.
-        let etag = abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten();
-        let outcome = if num_headers == 0 {
-            Err("no response (connection failure or timeout)".to_owned())
-        } else {
-            let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status").ok().flatten();
-            match status.as_deref() {
-                Some(b"200") if body_size > MAX_JWKS_BYTES => {
-                    Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"))
-                }
-                Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
-                    .map(Some)
-                    .map_err(|s| format!("body unreadable (status {})", s.0)),
-                Some(b"304") => Ok(None),
-                Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
-                None => Err("response without status".to_owned()),
-            }
-        };
-        let etag = etag.as_deref();
-        let fetched = match &outcome {
-            Ok(Some(body)) => Ok(Fetched::Document { body, etag }),
-            Ok(None) => Ok(Fetched::NotModified { etag }),
-            Err(reason) => Err(reason.clone()),
-        };
-        let resolved = {
-            let Ok(mut worker) = shared.try_borrow_mut() else {
-                return;
-            };
-            let (result, resolved) = worker.gate.on_fetch_done(&HostSharedData, abi::now_ms(), fetched);
-            self.report_fetch(&worker, &result);
-            self.adjust_tick(&worker);
-            resolved
-        };
-        self.finish(resolved);
-    }
-}
-
-impl RootContext for Root {
     fn on_configure(&mut self, size: usize) -> bool {
         let bytes = match abi::buffer(abi::PLUGIN_CONFIGURATION, size) {
             Ok(bytes) => bytes,
@@ -331,83 +196,33 @@ impl RootContext for Root {
             }
         };
         self.log(Level::Info, &format!("configured: {}", config.summary()));
-        self.remote = match &config.keys {
-            KeySource::Remote(remote) => Some(remote.clone()),
-            KeySource::Local(_) => None,
-        };
         let mut gate = Gate::new(&config).with_signature_host(Box::new(EnvoyCrypto::new()));
         gate.start(&HostSharedData);
-        let worker = Worker {
+        let configured = Configured {
             gate,
             header: config.header.clone(),
             forward_token: config.forward_token,
             metrics: Metrics::define(),
+            remote: match &config.keys {
+                KeySource::Remote(remote) => Some(remote.clone()),
+                KeySource::Local(_) => None,
+            },
         };
-        self.adjust_tick(&worker);
-        self.worker = Some(Rc::new(RefCell::new(worker)));
+        self.configured = Some(configured);
+        self.refresh_tick();
         true
     }
 
-    fn on_tick(&mut self) {
-        let Some(shared) = self.worker.clone() else {
-            return;
+    /// Decides a request; true when it is paused (or answered) and must not continue now.
+    fn on_request_headers(root: &RefCell<Root>, context_id: u32) -> bool {
+        let Ok(mut root) = root.try_borrow_mut() else {
+            refuse_unattributed();
+            return true;
         };
-        let resolved = {
-            let Ok(mut worker) = shared.try_borrow_mut() else {
-                return;
-            };
-            let now = abi::now_ms();
-            let tick = worker.gate.on_tick(&HostSharedData, now);
-            match &tick.synced {
-                SyncResult::Loaded { keys } => self.log(Level::Debug, &format!("picked up a new key set: {keys} keys")),
-                SyncResult::Unreadable(why) => {
-                    self.log(Level::Debug, &format!("shared key set not readable yet: {why}"))
-                }
-                SyncResult::Unchanged => {}
-            }
-            let mut resolved = tick.resolved;
-            if tick.fetch && self.fetch_token.is_none() {
-                resolved.extend(self.start_fetch(&mut worker, now));
-            }
-            self.adjust_tick(&worker);
-            resolved
-        };
-        self.finish(resolved);
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let worker = self.worker.clone()?;
-        Some(Box::new(Request { context_id, root_id: self.context_id, worker, paused: false }))
-    }
-}
-
-/// One request.
-struct Request {
-    context_id: u32,
-    root_id: u32,
-    worker: Rc<RefCell<Worker>>,
-    paused: bool,
-}
-
-impl Context for Request {
-    fn on_done(&mut self) -> bool {
-        if self.paused {
-            if let Ok(mut worker) = self.worker.try_borrow_mut() {
-                worker.gate.forget(self.context_id);
-            }
-        }
-        true
-    }
-}
-
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Ok(mut worker) = self.worker.try_borrow_mut() else {
-            return Action::Pause;
+        let root_id = root.context_id;
+        let Some(configured) = root.configured.as_mut() else {
+            refuse_unattributed();
+            return true;
         };
         // One host call for the whole map, decoded in place: an unreadable map is an empty one
         // (no token: denied).
@@ -419,27 +234,200 @@ impl HttpContext for Request {
                 let _ = abi::remove_request_header(name);
             }
         }
-        let values: Vec<&[u8]> =
-            pairs.iter().filter(|(name, _)| *name == worker.header.as_bytes()).map(|(_, v)| *v).collect();
-        let outcome = worker.gate.on_request(&HostSharedData, self.context_id, &values, abi::now_ms());
-        match outcome {
-            Outcome::Allow(claims) => match worker.allow(&claims) {
-                Ok(()) => Action::Continue,
+        let header = configured.header.as_bytes();
+        let values: Vec<&[u8]> = pairs.iter().filter(|(name, _)| *name == header).map(|(_, v)| *v).collect();
+        match configured.gate.on_request(&HostSharedData, context_id, &values, abi::now_ms()) {
+            Outcome::Allow(claims) => match configured.allow(&claims) {
+                Ok(()) => false,
                 Err(_) => {
-                    worker.deny(self.context_id, Denial::InternalError);
-                    Action::Pause
+                    configured.deny(context_id, Denial::InternalError);
+                    true
                 }
             },
             Outcome::Deny(denial) => {
-                worker.deny(self.context_id, denial);
-                Action::Pause
+                configured.deny(context_id, denial);
+                true
             }
             Outcome::Paused => {
-                self.paused = true;
-                worker.metrics.count(Counter::WaitedForKeys);
-                abi::log(Level::Debug, &format!("#{} waiting for keys (root #{})", self.context_id, self.root_id));
-                Action::Pause
+                configured.metrics.count(Counter::WaitedForKeys);
+                if abi::enabled(Level::Debug) {
+                    abi::log(Level::Debug, &format!("#{context_id} waiting for keys (root #{root_id})"));
+                }
+                // Tick often until the wait is over.
+                root.refresh_tick();
+                true
             }
         }
     }
+
+    fn on_tick(root: &RefCell<Root>) {
+        let resolved = {
+            let Ok(mut root) = root.try_borrow_mut() else { return };
+            let root = &mut *root;
+            let now = abi::now_ms();
+            let Some(configured) = root.configured.as_mut() else { return };
+            let tick = configured.gate.on_tick(&HostSharedData, now);
+            let mut resolved = tick.resolved;
+            let fetch = tick.fetch && root.fetch_token.is_none();
+            match &tick.synced {
+                SyncResult::Loaded { keys } => root.log(Level::Debug, &format!("picked up a new key set: {keys} keys")),
+                SyncResult::Unreadable(why) => {
+                    root.log(Level::Debug, &format!("shared key set not readable yet: {why}"))
+                }
+                SyncResult::Unchanged => {}
+            }
+            if fetch {
+                resolved.extend(root.start_fetch(now));
+            }
+            root.refresh_tick();
+            resolved
+        };
+        finish(root, resolved);
+    }
+
+    fn on_http_call_response(root: &RefCell<Root>, token: u32, num_headers: usize, body_size: usize) {
+        let resolved = {
+            let Ok(mut root) = root.try_borrow_mut() else { return };
+            if root.fetch_token != Some(token) {
+                return;
+            }
+            root.fetch_token = None;
+            // Ok(None): 304, the stored key set is current. The ETag goes with either answer.
+            let etag = abi::header_value(abi::CALL_RESPONSE_HEADERS, "etag").ok().flatten();
+            let outcome = if num_headers == 0 {
+                Err("no response (connection failure or timeout)".to_owned())
+            } else {
+                let status = abi::header_value(abi::CALL_RESPONSE_HEADERS, ":status").ok().flatten();
+                match status.as_deref() {
+                    Some(b"200") if body_size > MAX_JWKS_BYTES => {
+                        Err(format!("body of {body_size} bytes is over the {MAX_JWKS_BYTES}-byte limit"))
+                    }
+                    Some(b"200") => abi::buffer(abi::CALL_RESPONSE_BODY, body_size)
+                        .map(Some)
+                        .map_err(|s| format!("body unreadable (status {})", s.0)),
+                    Some(b"304") => Ok(None),
+                    Some(other) => Err(format!("HTTP status {}", String::from_utf8_lossy(other))),
+                    None => Err("response without status".to_owned()),
+                }
+            };
+            let etag = etag.as_deref();
+            let fetched = match &outcome {
+                Ok(Some(body)) => Ok(Fetched::Document { body, etag }),
+                Ok(None) => Ok(Fetched::NotModified { etag }),
+                Err(reason) => Err(reason.clone()),
+            };
+            let Some(configured) = root.configured.as_mut() else { return };
+            let (result, resolved) = configured.gate.on_fetch_done(&HostSharedData, abi::now_ms(), fetched);
+            root.report_fetch(&result);
+            root.refresh_tick();
+            resolved
+        };
+        finish(root, resolved);
+    }
+
+    fn start_fetch(&mut self, now_ms: u64) -> Vec<Resolved> {
+        let Some(configured) = self.configured.as_mut() else { return Vec::new() };
+        let Some(remote) = &configured.remote else { return Vec::new() };
+        let etag = configured.gate.cache().fetch_etag().map(str::to_owned);
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", remote.path.as_str()),
+            (":authority", remote.authority.as_str()),
+            ("accept", "application/json"),
+            ("user-agent", "tokengate"),
+        ];
+        if let Some(etag) = &etag {
+            headers.push(("if-none-match", etag));
+        }
+        let timeout_ms = u32::try_from(remote.timeout_ms).unwrap_or(u32::MAX);
+        match abi::http_call(&remote.cluster, &encode_map(&headers), timeout_ms) {
+            Ok(token) => {
+                self.fetch_token = Some(token);
+                Vec::new()
+            }
+            Err(status) => {
+                let reason =
+                    format!("could not start the fetch from cluster `{}` (status {})", remote.cluster, status.0);
+                let (result, resolved) = configured.gate.on_fetch_done(&HostSharedData, now_ms, Err(reason));
+                self.report_fetch(&result);
+                resolved
+            }
+        }
+    }
+
+    fn report_fetch(&self, result: &FetchResult) {
+        let Some(configured) = &self.configured else { return };
+        let metrics = &configured.metrics;
+        match result {
+            FetchResult::Stored { changed, keys, skipped } => {
+                metrics.count(Counter::FetchOk);
+                if *changed {
+                    metrics.count(Counter::KeySetChanged);
+                    metrics.count_n(Counter::KeysSkipped, skipped.len());
+                    self.log(Level::Info, &format!("key set loaded: {keys} usable keys, {} skipped", skipped.len()));
+                    for skip in skipped {
+                        let kid = skip.kid.as_deref().unwrap_or("(none)");
+                        self.log(Level::Info, &format!("skipped key #{} kid {kid}: {}", skip.index, skip.reason));
+                    }
+                }
+            }
+            FetchResult::Failed { reason } => {
+                metrics.count(Counter::FetchFailed);
+                let kept = match configured.gate.cache().keys() {
+                    Some(keys) => format!("keeping the last good key set ({} keys)", keys.len()),
+                    None => "no key set yet: requests are denied with keys_unavailable".to_owned(),
+                };
+                self.log(Level::Warn, &format!("key set fetch failed: {reason}; {kept}"));
+            }
+        }
+    }
+
+    /// Local keys need no ticks; remote ones tick fast while requests wait or the first keys are
+    /// still to come, and slowly otherwise.
+    fn refresh_tick(&mut self) {
+        let wanted = self.configured.as_ref().map_or(0, |c| {
+            if c.gate.cache().is_local() {
+                0
+            } else if c.gate.wants_fast_ticks() {
+                FAST_TICK_MS
+            } else {
+                SLOW_TICK_MS
+            }
+        });
+        self.set_tick(wanted);
+    }
+
+    fn set_tick(&mut self, wanted: u32) {
+        if wanted != self.tick_ms && abi::set_tick_period_ms(wanted).is_ok() {
+            self.tick_ms = wanted;
+        }
+    }
+}
+
+/// Finishes paused requests. Runs with no borrow of the root held: a local reply or a resumed
+/// request can make the host call back into this VM.
+fn finish(root: &RefCell<Root>, resolved: Vec<Resolved>) {
+    if resolved.is_empty() {
+        return;
+    }
+    let Ok(root_id) = root.try_borrow().map(|r| r.context_id) else { return };
+    for Resolved { context_id, result } in resolved {
+        if abi::set_effective_context(context_id).is_err() {
+            continue; // The request is gone.
+        }
+        let Ok(root) = root.try_borrow() else { continue };
+        let Some(configured) = &root.configured else { continue };
+        match result {
+            Ok(claims) => match configured.allow(&claims) {
+                Ok(()) => {
+                    if abi::continue_request().is_err() {
+                        root.log(Level::Debug, &format!("#{context_id} could not be resumed"));
+                    }
+                }
+                Err(_) => configured.deny(context_id, Denial::InternalError),
+            },
+            Err(denial) => configured.deny(context_id, denial),
+        }
+    }
+    let _ = abi::set_effective_context(root_id);
 }
