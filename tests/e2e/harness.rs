@@ -309,6 +309,8 @@ pub struct ListenerSpec {
 }
 
 pub struct Envoy {
+    /// The listener file Envoy watches (LDS from the file system), for [`Envoy::start_dynamic`].
+    lds_path: Option<PathBuf>,
     child: Child,
     pub admin_port: u16,
     pub ports: HashMap<String, u16>,
@@ -331,7 +333,34 @@ impl Envoy {
         function_port: u16,
         concurrency: u32,
     ) -> Result<Envoy, String> {
-        Envoy::launch_with(listeners, keys_port, function_port, concurrency, None)
+        Envoy::launch_with(listeners, keys_port, function_port, concurrency, None, false)
+    }
+
+    /// Like [`Envoy::start`], but the listeners come from a file Envoy watches (LDS from the
+    /// file system, as a control plane would push them), each on a port of its own that stays
+    /// the same across [`Envoy::update_listeners`].
+    pub fn start_dynamic(listeners: &[ListenerSpec], function_port: u16, concurrency: u32) -> Envoy {
+        Envoy::launch_with(listeners, free_port(), function_port, concurrency, None, true)
+            .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
+    }
+
+    /// Replaces the listeners of an Envoy from [`Envoy::start_dynamic`] (same names, same ports,
+    /// new configurations): the file is replaced in one rename, which Envoy notices.
+    pub fn update_listeners(&self, listeners: &[ListenerSpec], version: u32) {
+        let path = self.lds_path.as_ref().expect("an Envoy from start_dynamic");
+        let resources: Vec<Value> = listeners
+            .iter()
+            .map(|spec| {
+                let mut value = listener(&spec.name, &spec.plugin_config, &wasm());
+                value["address"]["socket_address"]["port_value"] = json!(self.ports[&spec.name]);
+                value["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+                value
+            })
+            .collect();
+        let doc = json!({"version_info": version.to_string(), "resources": resources});
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
     }
 
     /// Like [`Envoy::start`], with the filter's `capability_restriction_config` allowing every
@@ -346,7 +375,7 @@ impl Envoy {
         let allowed: serde_json::Map<String, Value> =
             CAPABILITIES_BUT_FOREIGN_FUNCTIONS.iter().map(|name| (name.to_string(), json!({}))).collect();
         let restriction = json!({"allowed_capabilities": allowed});
-        Envoy::launch_with(listeners, keys_port, function_port, concurrency, Some(restriction))
+        Envoy::launch_with(listeners, keys_port, function_port, concurrency, Some(restriction), false)
             .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
     }
 
@@ -356,6 +385,7 @@ impl Envoy {
         function_port: u16,
         concurrency: u32,
         capability_restriction: Option<Value>,
+        dynamic: bool,
     ) -> Result<Envoy, String> {
         let dir = TempDir::new("envoy");
         let wasm = wasm();
@@ -370,7 +400,7 @@ impl Envoy {
                 value
             })
             .collect();
-        let config = json!({
+        let mut config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "stats_config": {"stats_tags": [{"tag_name": "reason", "regex": PROMETHEUS_REASON_TAG}]},
             "static_resources": {
@@ -378,6 +408,23 @@ impl Envoy {
                 "clusters": [cluster("keys", keys_port), cluster("function", function_port)],
             }
         });
+        let lds_path = dynamic.then(|| dir.path().join("listeners.json"));
+        if let Some(lds_path) = &lds_path {
+            let resources: Vec<Value> = listener_json
+                .into_iter()
+                .map(|mut value| {
+                    value["address"]["socket_address"]["port_value"] = json!(free_port());
+                    value["@type"] = json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+                    value
+                })
+                .collect();
+            let doc = json!({"version_info": "0", "resources": resources});
+            std::fs::write(lds_path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+            config["static_resources"]["listeners"] = json!([]);
+            config["node"] = json!({"id": "e2e", "cluster": "e2e"});
+            config["dynamic_resources"] =
+                json!({"lds_config": {"resource_api_version": "V3", "path_config_source": {"path": lds_path}}});
+        }
         let config_path = dir.path().join("envoy.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let admin_path = dir.path().join("admin.txt");
@@ -396,7 +443,7 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        let mut envoy = Envoy { child, admin_port: 0, ports: HashMap::new(), log_path, _dir: dir };
+        let mut envoy = Envoy { lds_path, child, admin_port: 0, ports: HashMap::new(), log_path, _dir: dir };
         let admin = eventually(Duration::from_secs(30), || {
             if let Ok(Some(_)) = envoy.child.try_wait() {
                 return Some(None);

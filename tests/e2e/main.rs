@@ -14,4 +14,5 @@ mod console;
 mod demo;
 mod keys;
 mod lifecycle;
+mod reload;
 mod requests;
