@@ -15,7 +15,7 @@ TOKENGATE_TEST_DATABASE_URL := postgres://tokengate:tokengate@127.0.0.1:5432/tok
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AS_POSTGRES := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,sudo -u postgres)
 
-.PHONY: help build wasm oci cli envoy postgres browser console-screenshots demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-micro bench-smoke lint fmt clean
+.PHONY: help build wasm oci cli envoy postgres browser console-screenshots demo test test-unit test-e2e fuzz fuzz-setup fuzz-smoke bench bench-calls bench-micro bench-smoke lint fmt clean
 
 help: ## Show the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -99,12 +99,16 @@ test-e2e: build envoy browser ## Only the end-to-end tests on the real Envoy
 bench: wasm envoy ## Benchmark tokengate vs no filter, a no-op Wasm filter and jwt_authn (table: bench/results/latest.md)
 	./bench/run
 
+bench-calls: wasm envoy ## What each kind of call into and out of the Wasm VM costs Envoy per request (bench/results/calls.md)
+	BENCH_CALLS=1 ./bench/run
+
 bench-micro: ## Time the filter's pure code (parse, cache, signatures in Wasm) under Node's V8, without Envoy
 	cd bench/micro && cargo build --quiet --release --target wasm32-wasip1
-	node --no-warnings bench/micro/run.mjs bench/micro/target/wasm32-wasip1/release/bench-micro.wasm ../shared/cases
+	node --no-liftoff --no-warnings bench/micro/run.mjs bench/micro/target/wasm32-wasip1/release/bench-micro.wasm ../shared/cases
 
-bench-smoke: wasm envoy ## A 1 s, 1-round benchmark run that checks the benchmark works; timings decide nothing (bench/results/smoke.md)
+bench-smoke: wasm envoy ## 1-s, 1-round runs of make bench and make bench-calls that check they work; timings decide nothing
 	BENCH_SMOKE=1 ./bench/run
+	BENCH_SMOKE=1 BENCH_CALLS=1 ./bench/run
 
 # Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer). cargo-fuzz needs nightly
 # compiler flags; this project builds with the stable toolchain only, so the fuzz build (and
@@ -141,4 +145,4 @@ fmt: ## Format the code
 
 clean: ## Remove build outputs, the venv and demo state
 	cargo clean
-	rm -rf $(VENV) .run bench/.venv bench/.data bench/noop/target bench/micro/target bench/results/run
+	rm -rf $(VENV) .run bench/.venv bench/.data bench/noop/target bench/probe/target bench/micro/target bench/results/run

@@ -24,6 +24,9 @@ Environment (all optional):
   BENCH_FETCH      1: also count key-set fetches at --concurrency 4 (default 1)
   BENCH_EXTRA_KEYS N more Ed25519 keys (own kids) ahead of the three in the key set, as in a
                    namespace with many tokens, each with its own key (default 0)
+  BENCH_OWN_KEYS   N: one more workload, ownkeys-EdDSA, of N EdDSA tokens each signed by a key
+                   of its own, all N keys in the key set: tokengate's own one-key-per-token
+                   namespaces, where no key verifies more than one token (default 0: none)
   BENCH_RESULT     file name of the table under bench/results/ (latest.md; smoke: smoke.md)
   BENCH_PIN        1: Envoy on the last CPU, wrk on the others (default on machines with 2+ CPUs), 0: no pinning
 """
@@ -58,12 +61,14 @@ BASELINE_WASM = os.environ.get("BENCH_BASELINE_WASM")
 NTOKENS = int(os.environ.get("BENCH_TOKENS", ("5000" if BASELINE_WASM else "2000") if SMOKE else "20000"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "0" if SMOKE else "1"))
 EXTRA_KEYS = int(os.environ.get("BENCH_EXTRA_KEYS", "0"))
+OWN_KEYS = int(os.environ.get("BENCH_OWN_KEYS", "0"))
 JWT_CACHE_SIZE = 1000
 ALGS = ["RS256", "ES256", "EdDSA"]
 ALL_CONFIGS = ["none", "noop-wasm", "jwt_authn", "jwt_authn+cache", "tokengate"] + (
     ["tokengate-baseline"] if BASELINE_WASM else [])
 CONFIGS = list(ALL_CONFIGS)
-WORKLOADS = [f"{kind}-{alg}" for alg in ALGS for kind in ("same", "distinct")]
+WORKLOADS = [f"{kind}-{alg}" for alg in ALGS for kind in ("same", "distinct")] + (
+    ["ownkeys-EdDSA"] if OWN_KEYS else [])
 if os.environ.get("BENCH_CONFIGS"):
     CONFIGS = [c for c in os.environ["BENCH_CONFIGS"].split(",") if c]
 if os.environ.get("BENCH_WORKLOADS"):
@@ -179,6 +184,34 @@ def with_extra_keys(jwks_text, n):
     jwks = json.loads(jwks_text)
     jwks["keys"] = json.load(open(path)) + jwks["keys"]
     return json.dumps(jwks)
+
+
+def own_key_tokens(n):
+    """n EdDSA tokens, each signed by an Ed25519 key of its own (kids own-000000...), and those
+    keys as JWKs; cached in .data/."""
+    keys_path = os.path.join(DATA, f"ownkeys-{n}.json")
+    tokens_path = os.path.join(DATA, f"tokens-ownkeys-{n}.txt")
+    if not (os.path.exists(keys_path) and os.path.exists(tokens_path)):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        log(f"making {n} EdDSA tokens with a key each (once; cached in {DATA})")
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        now = int(time.time())
+        keys, tokens = [], []
+        for i in range(n):
+            kid = f"own-{i:06d}"
+            key = ed25519.Ed25519PrivateKey.generate()
+            keys.append({"kty": "OKP", "kid": kid, "alg": "EdDSA", "use": "sig", "crv": "Ed25519",
+                         "x": b64u(key.public_key().public_bytes(*raw))})
+            hdr = b64u(json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": kid}, separators=(",", ":")).encode())
+            claims = {"iss": "bench", "sub": "bench", "iat": now, "exp": now + 10 * 365 * 86400, "jti": kid}
+            si = hdr + "." + b64u(json.dumps(claims, separators=(",", ":")).encode())
+            tokens.append(si + "." + b64u(key.sign(si.encode())))
+        json.dump(keys, open(keys_path, "w"))
+        with open(tokens_path + ".tmp", "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        os.replace(tokens_path + ".tmp", tokens_path)
+    return json.load(open(keys_path)), tokens_path
 
 
 # ---------------------------------------------------------------- envoy configurations
@@ -515,8 +548,10 @@ def main():
             die(f"missing {what}: {path}")
     for w in WORKLOADS:
         kind, _, alg = w.partition("-")
-        if kind not in ("same", "distinct") or alg not in ALGS:
+        if kind not in ("same", "distinct", "ownkeys") or alg not in ALGS or (kind == "ownkeys" and alg != "EdDSA"):
             die(f"unknown workload {w}")
+        if kind == "ownkeys" and not OWN_KEYS:
+            die("workload ownkeys-EdDSA needs BENCH_OWN_KEYS (how many tokens, each with its own key)")
     if BASELINE_WASM and not os.path.isfile(BASELINE_WASM):
         die(f"BENCH_BASELINE_WASM is not a file: {BASELINE_WASM}")
     if BASELINE_WASM and NTOKENS <= 4096:
@@ -535,6 +570,12 @@ def main():
     jwks_text = open(jwks_path).read()
     if EXTRA_KEYS:
         jwks_text = with_extra_keys(jwks_text, EXTRA_KEYS)
+    load_files = dict(files)
+    if OWN_KEYS:
+        own_keys, load_files["ownkeys"] = own_key_tokens(OWN_KEYS)
+        jwks = json.loads(jwks_text)
+        jwks["keys"] += own_keys
+        jwks_text = json.dumps(jwks)
     same = {}
     for alg in ALGS:
         first = open(files[alg]).readline().strip()
@@ -545,6 +586,13 @@ def main():
     for alg in ALGS:
         lines = open(files[alg]).read().split()
         probes += [(f"{alg} first", lines[0]), (f"{alg} last", lines[-1])]
+    if OWN_KEYS:
+        lines = open(load_files["ownkeys"]).read().split()
+        probes += [("own-key EdDSA first", lines[0]), ("own-key EdDSA last", lines[-1])]
+
+    def token_file(workload):
+        kind, _, alg = workload.partition("-")
+        return same[alg] if kind == "same" else load_files["ownkeys" if kind == "ownkeys" else alg]
 
     machine = machine_line()
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
@@ -564,11 +612,9 @@ def main():
                 try:
                     check(env, probes)
                     for w in WORKLOADS if WARMUP else []:
-                        kind, _, alg = w.partition("-")
-                        wrk(env.port, same[alg] if kind == "same" else files[alg], WARMUP)
+                        wrk(env.port, token_file(w), WARMUP)
                     for w in WORKLOADS:
-                        kind, _, alg = w.partition("-")
-                        tf = same[alg] if kind == "same" else files[alg]
+                        tf = token_file(w)
                         load = loadavg()
                         cpu = env.cpu_seconds()
                         r = wrk(env.port, tf, DURATION)
@@ -596,7 +642,8 @@ def main():
            + (f"Envoy pinned to CPU {ENVOY_CPUS[0]}, wrk to CPU {WRK_CPUS[0]}; " if PIN else "no CPU pinning; ")
            + f"{ROUNDS} round(s), "
            f"configuration order reversed every other round; {NTOKENS} distinct tokens per "
-           f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}; key set of {3 + EXTRA_KEYS} keys."
+           f"algorithm; jwt_cache_size {JWT_CACHE_SIZE}; key set of {3 + EXTRA_KEYS + OWN_KEYS} keys"
+           + (f" ({OWN_KEYS} of them one per ownkeys-EdDSA token)" if OWN_KEYS else "") + "."
            + (" SMOKE run: numbers not meaningful." if SMOKE else ""),
            f"Other load (our Envoy and wrk stopped): loadavg {load_start} at start, {loadavg()} at "
            f"end; other processes' CPU over 1 s at start: {others_start}; at end: {busy_others()}. "
