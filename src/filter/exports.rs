@@ -70,12 +70,17 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
     // A configuration change creates a new instance; the one it replaces is deleted when its
     // last requests end, so looking here frees every earlier replacement.
     collect(context_id);
-    ROOTS.with(|roots| {
-        let Ok(mut roots) = roots.try_borrow_mut() else { return };
-        if roots.len() < MAX_ROOTS {
-            roots.push((context_id, Rc::new(RefCell::new(Root::new(context_id)))));
+    let added = ROOTS.with(|roots| {
+        let Ok(mut roots) = roots.try_borrow_mut() else { return false };
+        if roots.len() >= MAX_ROOTS {
+            return false;
         }
+        roots.push((context_id, Rc::new(RefCell::new(Root::new(context_id)))));
+        true
     });
+    if !added {
+        abi::log(Level::Error, &format!("#{context_id} refused: this VM already has {MAX_ROOTS} filter instances"));
+    }
 }
 
 #[no_mangle]
