@@ -103,6 +103,8 @@ bench-calls: wasm envoy ## What each kind of call into and out of the Wasm VM co
 	BENCH_CALLS=1 ./bench/run
 
 bench-micro: ## Time the filter's pure code (parse, cache, signatures in Wasm) under Node's V8, without Envoy
+	@command -v node >/dev/null || { echo "bench-micro: needs Node.js 20 or later (node)" >&2; exit 1; }
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	cd bench/micro && cargo build --quiet --release --target wasm32-wasip1
 	node --no-liftoff --no-warnings bench/micro/run.mjs bench/micro/target/wasm32-wasip1/release/bench-micro.wasm ../shared/cases
 

@@ -16,7 +16,8 @@ Environment (all optional):
                    the first workload measured would pay for the whole compilation
   BENCH_CONFIGS    comma list to run a subset: none,noop-wasm,jwt_authn,jwt_authn+cache,tokengate
                    (and tokengate-baseline, with BENCH_BASELINE_WASM)
-  BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA})
+  BENCH_WORKLOADS  comma list of workloads (default all six: {same,distinct}-{RS256,ES256,EdDSA},
+                   and ownkeys-EdDSA with BENCH_OWN_KEYS)
   BENCH_TOKENGATE_WASM  the filter to measure (default target/wasm32-wasip1/release/tokengate.wasm)
   BENCH_BASELINE_WASM   another build of the filter (say, of an earlier commit), run as one more
                    configuration, tokengate-baseline, in the same rounds; after the medians the

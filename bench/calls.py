@@ -9,7 +9,8 @@ of the probe filter, so the cost of a call is measured 8 times per request. The 
 (bench/probe) makes only the host calls its configuration names. Timings decide nothing.
 
 Environment: BENCH_DURATION (s per load, 2), BENCH_ROUNDS (12), BENCH_PIN as in bench.py;
-BENCH_SMOKE=1: 1 round of 1 s, written to calls-smoke.md (make test runs it to keep this working).
+BENCH_SMOKE=1: 1 round of 1 s, written to calls-smoke.md (make test runs it to keep this working);
+BENCH_RESULT: the table's file name under bench/results/ (calls.md).
 """
 import json
 import os
@@ -93,7 +94,8 @@ def main():
                      f"{statistics.median(diffs):+.2f} | {q(0.25):+.2f} .. {q(0.75):+.2f} |")
     table = "\n".join(lines)
     print(table)
-    path = os.path.join(bench.RESULTS, "calls-smoke.md" if bench.SMOKE else "calls.md")
+    name = os.environ.get("BENCH_RESULT") or ("calls-smoke.md" if bench.SMOKE else "calls.md")
+    path = os.path.join(bench.RESULTS, name)
     with open(path, "w") as f:
         f.write(f"# make bench-calls, {bench.datetime.date.today()}\n\n{table}\n")
     bench.log(f"written {path}")

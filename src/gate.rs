@@ -17,6 +17,12 @@ use std::rc::Rc;
 
 /// Most paused requests per worker; past that, requests are decided at once.
 pub const MAX_PAUSED: usize = 1024;
+/// Most paused requests finished by one tick or fetch answer; the rest wait for the next tick.
+/// Envoy carries out the replies and continues after the callback, and each can call into the
+/// VM again (another tokengate filter in the same chain), which carries out the rest from
+/// inside that call: a batch of a few hundred nests deep enough to overflow V8's stack, which
+/// kills the VM.
+pub const MAX_RESOLVED_PER_CALL: usize = 32;
 /// Extra time a paused request waits beyond the fetch timeout, for the result to spread.
 const WAIT_SLACK_MS: u64 = 500;
 
@@ -221,11 +227,22 @@ impl Gate {
         Outcome::Paused
     }
 
+    /// Forgets paused requests whose stream is gone (`alive` says which are not), so that their
+    /// places are free again at once; returns how many went.
+    pub fn forget_gone(&mut self, alive: impl Fn(u32) -> bool) -> usize {
+        let before = self.paused.len();
+        self.paused.retain(|p| alive(p.context_id));
+        before - self.paused.len()
+    }
+
     fn resolve(&mut self, store: &dyn SharedData, now_ms: u64) -> Vec<Resolved> {
         let completed = self.cache.completed();
-        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.paused)
-            .into_iter()
-            .partition(|p| p.until_completed <= completed || p.deadline_ms <= now_ms);
+        let mut batch = 0;
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.paused).into_iter().partition(|p| {
+            let due = p.until_completed <= completed || p.deadline_ms <= now_ms;
+            batch += usize::from(due);
+            due && batch <= MAX_RESOLVED_PER_CALL
+        });
         self.paused = waiting;
         due.into_iter()
             .map(|p| {
@@ -454,6 +471,43 @@ mod tests {
     }
 
     #[test]
+    fn paused_requests_are_finished_in_bounded_batches_oldest_first() {
+        let store = MemorySharedData::default();
+        let mut gate = remote_gate(&store);
+        let t = token(1, "{}");
+        for id in 0..100 {
+            assert_eq!(gate.on_request(&store, id, &[&t], 0), Outcome::Paused);
+        }
+        assert!(gate.on_tick(&store, 0).fetch);
+        let (_, first) = gate.on_fetch_done(&store, 5, Ok(Fetched::body(&jwks(&[1]))));
+        let ids: Vec<u32> = first.iter().map(|r| r.context_id).collect();
+        assert_eq!(ids, (0..MAX_RESOLVED_PER_CALL as u32).collect::<Vec<_>>());
+        assert_eq!(gate.paused(), 100 - MAX_RESOLVED_PER_CALL);
+        assert!(gate.wants_fast_ticks(), "the rest are finished at the next ticks");
+        let mut rest = Vec::new();
+        while gate.paused() > 0 {
+            let tick = gate.on_tick(&store, 25);
+            assert!(!tick.resolved.is_empty() && tick.resolved.len() <= MAX_RESOLVED_PER_CALL);
+            rest.extend(tick.resolved);
+        }
+        assert_eq!(rest.len(), 100 - MAX_RESOLVED_PER_CALL);
+        assert!(first.iter().chain(&rest).all(|r| r.result.is_ok()));
+    }
+
+    #[test]
+    fn paused_requests_whose_stream_is_gone_free_their_places() {
+        let store = MemorySharedData::default();
+        let mut gate = remote_gate(&store);
+        let t = token(1, "{}");
+        for id in 0..MAX_PAUSED as u32 {
+            assert_eq!(gate.on_request(&store, id, &[&t], 0), Outcome::Paused);
+        }
+        assert_eq!(gate.on_request(&store, 5_000, &[&t], 0), Outcome::Deny(Denial::KeysUnavailable));
+        assert_eq!(gate.forget_gone(|id| id % 2 == 0), MAX_PAUSED / 2);
+        assert_eq!(gate.on_request(&store, 5_001, &[&t], 0), Outcome::Paused);
+    }
+
+    #[test]
     fn paused_requests_are_bounded() {
         let store = MemorySharedData::default();
         let mut gate = remote_gate(&store);
@@ -462,10 +516,12 @@ mod tests {
             assert_eq!(gate.on_request(&store, id, &[&t], 0), Outcome::Paused);
         }
         assert_eq!(gate.on_request(&store, 99_999, &[&t], 0), Outcome::Deny(Denial::KeysUnavailable));
-        // A request that went away keeps its place until its wait is over, then frees it.
-        let tick = gate.on_tick(&store, 60_000);
-        assert_eq!(tick.resolved.len(), MAX_PAUSED);
-        assert_eq!(gate.paused(), 0);
+        // Their wait over, they are finished (in batches) and their places freed.
+        let mut finished = 0;
+        while gate.paused() > 0 {
+            finished += gate.on_tick(&store, 60_000).resolved.len();
+        }
+        assert_eq!(finished, MAX_PAUSED);
     }
 
     #[test]

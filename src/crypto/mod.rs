@@ -160,7 +160,7 @@ pub struct Ed25519Key {
 }
 
 /// Good signatures a key verifies before it gets its table. Building one costs about as much
-/// as 25 verifications and saves about a third of each later one, so only keys that sign many
+/// as 25 verifications and takes about a quarter off each later one, so only keys that sign many
 /// tokens get one: tokengate's own keys sign one token each, and its verified-token cache
 /// answers that token's later requests.
 pub const ED25519_TABLE_AFTER: u32 = 64;

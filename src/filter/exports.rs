@@ -3,11 +3,13 @@
 //! Envoy calls an entry point only if the module exports it, and every call into the VM has a
 //! fixed cost (about 1 µs of Envoy's CPU each on the bench machine, see BENCHMARKS.md). So
 //! tokengate exports only what it uses: per request that is `proxy_on_context_create` (which
-//! tells the stream's filter instance) and `proxy_on_request_headers`, immediately after it
-//! (Envoy's `decodeHeaders` makes both calls back to back). No response, log, done or delete
-//! callbacks: a request keeps no state in the VM unless it is paused for keys, and a paused
-//! request is bounded by the gate's deadline. A filter instance whose configuration Envoy
-//! dropped is found and freed when the next instance is created or at a tick (see [`collect`]).
+//! tells the stream's filter instance) and `proxy_on_request_headers` (Envoy's `decodeHeaders`
+//! makes both calls, one after the other), plus `proxy_on_memory_allocate`, through which the
+//! host hands over what the filter reads. No response, log, done or delete callbacks: a request
+//! keeps no state in the VM unless it is paused for keys, and a paused request is bounded by the
+//! gate's deadline and forgotten at a tick once its stream is gone. A filter instance whose
+//! configuration Envoy dropped is found and freed when the next instance is created, and at
+//! least every [`COLLECT_EVERY_MS`] at a tick (see [`collect`]).
 //!
 //! Nothing here panics on the host's input: an unknown context id is logged and answered
 //! (requests: denied), never unwrapped.
@@ -23,13 +25,22 @@ const PAUSE: u32 = 1;
 
 /// Most filter instances a VM keeps; a configuration beyond this is refused (Envoy logs it).
 const MAX_ROOTS: usize = 256;
+/// Streams announced but not yet at their request headers that the VM remembers. Usually one:
+/// Envoy announces a stream right before its headers. Several when requests resumed after a key
+/// fetch run through a second tokengate filter in their chain: their announcements nest (see
+/// [`crate::gate::MAX_RESOLVED_PER_CALL`], which bounds how deep).
+const ANNOUNCED_SLOTS: usize = 128;
+/// How often, at the least, a tick looks for deleted filter instances.
+pub const COLLECT_EVERY_MS: u64 = 5_000;
 
 thread_local! {
     /// The VM's filter instances (root contexts), by context id. A Wasm VM is single-threaded.
     static ROOTS: RefCell<Vec<(u32, Rc<RefCell<Root>>)>> = const { RefCell::new(Vec::new()) };
-    /// The stream context Envoy announced last, with its root: read by the request-headers
-    /// call that follows it.
-    static ANNOUNCED: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
+    /// (stream context, its root) as Envoy announced them, at slot `stream % ANNOUNCED_SLOTS`
+    /// (context ids are given out in order), until the stream's request headers take it.
+    static ANNOUNCED: RefCell<[(u32, u32); ANNOUNCED_SLOTS]> = const { RefCell::new([(0, 0); ANNOUNCED_SLOTS]) };
+    /// When a tick last looked for deleted filter instances.
+    static COLLECTED_AT_MS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs the module's static constructors (WASI reactor start; Envoy calls it once).
@@ -64,7 +75,13 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, parent: u32) {
     if parent != 0 {
-        ANNOUNCED.with(|a| a.set((context_id, parent)));
+        ANNOUNCED.with(|slots| {
+            if let Ok(mut slots) = slots.try_borrow_mut() {
+                if let Some(slot) = slots.get_mut(context_id as usize % ANNOUNCED_SLOTS) {
+                    *slot = (context_id, parent);
+                }
+            }
+        });
         return;
     }
     // A configuration change creates a new instance; the one it replaces is deleted when its
@@ -95,6 +112,11 @@ pub extern "C" fn proxy_on_configure(root_context_id: u32, configuration_size: u
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
+    let now = abi::now_ms();
+    if now.saturating_sub(COLLECTED_AT_MS.with(Cell::get)) >= COLLECT_EVERY_MS {
+        COLLECTED_AT_MS.with(|at| at.set(now));
+        collect(root_context_id);
+    }
     if let Some(root) = root(root_context_id) {
         Root::on_tick(&root);
     }
@@ -116,8 +138,10 @@ pub extern "C" fn proxy_on_http_call_response(
 /// A request's headers: allow (continue), deny (local reply) or pause until keys arrive.
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize, _end_of_stream: bool) -> u32 {
-    let (announced, parent) = ANNOUNCED.with(|a| a.replace((0, 0)));
-    let root = if announced == context_id { root(parent) } else { only_root() };
+    let root = match announced_root(context_id) {
+        Some(parent) => root(parent),
+        None => only_root(),
+    };
     let paused = match root {
         Some(root) => Root::on_request_headers(&root, context_id),
         None => {
@@ -133,6 +157,19 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize,
     } else {
         CONTINUE
     }
+}
+
+/// The root Envoy announced for this stream, taken from its slot.
+fn announced_root(context_id: u32) -> Option<u32> {
+    ANNOUNCED.with(|slots| {
+        let mut slots = slots.try_borrow_mut().ok()?;
+        let slot = slots.get_mut(context_id as usize % ANNOUNCED_SLOTS)?;
+        if slot.0 != context_id {
+            return None;
+        }
+        let (_, parent) = std::mem::take(slot);
+        Some(parent)
+    })
 }
 
 fn root(context_id: u32) -> Option<Rc<RefCell<Root>>> {

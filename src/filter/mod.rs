@@ -24,6 +24,8 @@ use std::cell::{Cell, RefCell};
 const FAST_TICK_MS: u32 = 20;
 /// Tick period otherwise: enough to notice refreshes due and key sets fetched elsewhere.
 const SLOW_TICK_MS: u32 = 500;
+/// Tick period of an instance with local keys: only housekeeping (deleted instances).
+const HOUSEKEEPING_TICK_MS: u32 = exports::COLLECT_EVERY_MS as u32;
 
 /// Envoy's shared data through the host ABI.
 struct HostSharedData;
@@ -265,7 +267,13 @@ impl Root {
             let Ok(mut root) = root.try_borrow_mut() else { return };
             let root = &mut *root;
             let now = abi::now_ms();
+            let root_id = root.context_id;
             let Some(configured) = root.configured.as_mut() else { return };
+            if configured.gate.paused() > 0 {
+                // A stream that is gone (its client left) cannot be made the effective context.
+                configured.gate.forget_gone(|id| abi::set_effective_context(id).is_ok());
+                let _ = abi::set_effective_context(root_id);
+            }
             let tick = configured.gate.on_tick(&HostSharedData, now);
             let mut resolved = tick.resolved;
             let fetch = tick.fetch && root.fetch_token.is_none();
@@ -382,12 +390,12 @@ impl Root {
         }
     }
 
-    /// Local keys need no ticks; remote ones tick fast while requests wait or the first keys are
-    /// still to come, and slowly otherwise.
+    /// Remote keys tick fast while requests wait or the first keys are still to come, and slowly
+    /// otherwise; local keys tick only for housekeeping.
     fn refresh_tick(&mut self) {
         let wanted = self.configured.as_ref().map_or(0, |c| {
             if c.gate.cache().is_local() {
-                0
+                HOUSEKEEPING_TICK_MS
             } else if c.gate.wants_fast_ticks() {
                 FAST_TICK_MS
             } else {

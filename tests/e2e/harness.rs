@@ -379,6 +379,23 @@ impl Envoy {
             .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
     }
 
+    /// Envoy with one listener `l` whose chain has one tokengate filter per configuration, in
+    /// order, all in one Wasm VM (as two filters of the same plugin code are).
+    pub fn start_chain(plugin_configs: &[Value], keys_port: u16, function_port: u16, concurrency: u32) -> Envoy {
+        let wasm = wasm();
+        let mut value = listener("l", &plugin_configs[0], &wasm);
+        let filters = value["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].as_array_mut().unwrap();
+        for (i, config) in plugin_configs.iter().enumerate().skip(1) {
+            let mut filter = filters[0].clone();
+            filter["name"] = json!(format!("tokengate{i}"));
+            filter["typed_config"]["config"]["name"] = json!(format!("tokengate{i}"));
+            filter["typed_config"]["config"]["configuration"]["value"] = json!(config.to_string());
+            filters.insert(i, filter);
+        }
+        Envoy::launch_json(vec![value], keys_port, function_port, concurrency, false)
+            .unwrap_or_else(|log| panic!("envoy did not start; log:\n{log}"))
+    }
+
     fn launch_with(
         listeners: &[ListenerSpec],
         keys_port: u16,
@@ -387,7 +404,6 @@ impl Envoy {
         capability_restriction: Option<Value>,
         dynamic: bool,
     ) -> Result<Envoy, String> {
-        let dir = TempDir::new("envoy");
         let wasm = wasm();
         let listener_json: Vec<Value> = listeners
             .iter()
@@ -400,6 +416,17 @@ impl Envoy {
                 value
             })
             .collect();
+        Envoy::launch_json(listener_json, keys_port, function_port, concurrency, dynamic)
+    }
+
+    fn launch_json(
+        listener_json: Vec<Value>,
+        keys_port: u16,
+        function_port: u16,
+        concurrency: u32,
+        dynamic: bool,
+    ) -> Result<Envoy, String> {
+        let dir = TempDir::new("envoy");
         let mut config = json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
             "stats_config": {"stats_tags": [{"tag_name": "reason", "regex": PROMETHEUS_REASON_TAG}]},

@@ -2,7 +2,9 @@
 //! per Envoy, keeping the last good keys, and unknown `kid`s.
 
 use crate::harness::*;
+use ed25519_compact::{KeyPair, Seed};
 use serde_json::json;
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[test]
@@ -173,4 +175,59 @@ fn a_flood_of_unknown_kids_causes_a_bounded_number_of_fetches() {
     assert!(fetches as f64 <= 2.0 + seconds, "{fetches} fetches for {sent} unknown kids in {seconds:.1} s");
     assert_eq!(call(envoy.port("l"), Some(&good)).status, 200, "valid tokens keep working");
     envoy.assert_healthy();
+}
+
+#[test]
+fn hundreds_of_requests_finished_after_a_key_wait_leave_the_vm_healthy() {
+    // Two tokengate filters in one chain share one VM; the first waits for a slow key set. When it
+    // comes, the paused requests are finished, and Envoy carries out each continue or reply after
+    // the callback, through the second filter, which calls into the VM again: finished all at
+    // once, a few hundred of them nested deep enough to overflow V8's stack and kill the VM.
+    let (first, second) = (KeyPair::from_seed(Seed::new([41; 32])), KeyPair::from_seed(Seed::new([42; 32])));
+    let jwk =
+        |pair: &KeyPair, kid: &str| json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(pair.pk.as_ref())});
+    let sign = |pair: &KeyPair, kid: &str| {
+        let input = format!("{}.{}", b64(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()), b64(b"{}"));
+        format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
+    };
+    let keys = TestServer::start(false);
+    let slow =
+        Reply { delay: Duration::from_secs(2), ..Reply::json(json!({"keys": [jwk(&first, "one")]}).to_string()) };
+    keys.route("/k", slow);
+    let function = TestServer::start(true);
+    let configs = [
+        remote_config("/k", json!({"jwks": {"timeout_ms": 8000}})),
+        json!({"local_jwks": {"keys": [jwk(&second, "two")]}, "header": "x-second-token"}),
+    ];
+    let envoy = Envoy::start_chain(&configs, keys.port, function.port, 1);
+    let port = envoy.port("l");
+    let (t1, t2, unknown) = (sign(&first, "one"), sign(&second, "two"), sign(&first, "nope"));
+    let at_once = |first_token: &str| {
+        let threads: Vec<_> = (0..300)
+            .map(|_| {
+                let (a, b) = (first_token.to_owned(), t2.clone());
+                std::thread::spawn(move || {
+                    let response = get(port, "/", &[("x-auth-token", a.as_bytes()), ("x-second-token", b.as_bytes())]);
+                    (response.status, response.reason())
+                })
+            })
+            .collect();
+        let mut counts: HashMap<(u16, Option<String>), usize> = HashMap::new();
+        for thread in threads {
+            *counts.entry(thread.join().unwrap()).or_default() += 1;
+        }
+        counts
+    };
+    // 300 requests while the first key set is on its way: all wait, all pass both filters.
+    assert_eq!(at_once(&t1), HashMap::from([((200, None), 300)]));
+    // 300 requests naming a kid the key set lacks: all wait for one refetch, all are refused.
+    assert_eq!(at_once(&unknown), HashMap::from([((403, Some("unknown_key".to_owned())), 300)]));
+    assert_eq!(call_both(port, &t1, &t2), 200);
+    let log = envoy.flushed_log();
+    assert!(!log.contains("Maximum call stack"), "{log}");
+    envoy.assert_healthy();
+}
+
+fn call_both(port: u16, first: &str, second: &str) -> u16 {
+    get(port, "/", &[("x-auth-token", first.as_bytes()), ("x-second-token", second.as_bytes())]).status
 }

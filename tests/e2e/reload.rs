@@ -53,3 +53,23 @@ fn a_pushed_configuration_takes_effect_and_the_replaced_instance_is_freed() {
     assert!(both.is_some(), "the last configuration never took effect");
     envoy.assert_healthy();
 }
+
+#[test]
+fn a_removed_listener_s_instance_is_freed_at_a_tick() {
+    // No new instance is created here, so only the housekeeping tick can find the removed one.
+    let one = KeyPair::from_seed(Seed::new([33; 32]));
+    // Listeners with the same configuration share one filter instance: these differ.
+    let spec = |name: &str| ListenerSpec {
+        name: name.into(),
+        plugin_config: json!({ "local_jwks": jwks(&[("one", &one)]), "comment": name }),
+    };
+    let function = TestServer::start(true);
+    let envoy = Envoy::start_dynamic(&[spec("l"), spec("m")], function.port, 1);
+    let t1 = token("one", &one);
+    assert_eq!(call(envoy.port("m"), Some(&t1)).status, 200);
+    envoy.update_listeners(&[spec("l")], 1);
+    let freed = eventually(Duration::from_secs(20), || envoy.log().contains("deleted filter instance").then_some(()));
+    assert!(freed.is_some(), "the removed listener's instance was never freed; log:\n{}", envoy.log());
+    assert_eq!(call(envoy.port("l"), Some(&t1)).status, 200);
+    envoy.assert_healthy();
+}
