@@ -345,6 +345,31 @@ class Envoy:
                     return int(line.split()[1])
         return 0
 
+    def memory(self):
+        """Where Envoy's memory is: RSS, tcmalloc's bytes in use and its heap (in use plus the free
+        memory it keeps), and the resident executable anonymous memory (V8's compiled code), KiB."""
+        out = {"rss": self.rss_kib()}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+        try:
+            stats = json.loads(request(self.admin, "/memory")[1])
+            out["allocated"] = int(stats["allocated"]) // 1024
+            out["heap"] = int(stats["heap_size"]) // 1024
+        except (OSError, ValueError, KeyError):
+            pass
+        code, perms = 0, ""
+        with open(f"/proc/{self.proc.pid}/smaps") as f:
+            for line in f:
+                m = re.match(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ (\S+)\s*(\S*)", line)
+                if m:
+                    perms = m.group(1) if m.group(2) == "0" and not m.group(3) else ""
+                elif line.startswith("Rss:") and "x" in perms:
+                    code += int(line.split()[1])
+        out["code"] = code
+        return out
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -538,6 +563,26 @@ def targets(rows, fetches, med):
     return lines
 
 
+def memory_table(memory, med):
+    """Each configuration's memory after its last workload, medians over the rounds."""
+    lines = ["", "Envoy's memory after each configuration's last workload (MiB, medians over rounds): "
+             "tcmalloc in use, tcmalloc's heap (in use plus the free memory it keeps, such as what V8 "
+             "freed after compiling a Wasm module at load) and the resident executable anonymous "
+             "memory (V8's compiled code). RSS is anonymous (private) plus file-backed memory; the file-backed part "
+             "is mostly pages of Envoy's own binary, read in as code paths are first run, and shared with "
+             "the page cache.", "",
+             "| configuration | RSS | anonymous | file-backed | tcmalloc in use | tcmalloc heap | compiled code |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for cfg in CONFIGS:
+        got = [m for (_, c), m in memory.items() if c == cfg]
+        cells = []
+        for key in ("rss", "RssAnon", "RssFile", "allocated", "heap", "code"):
+            xs = [m[key] for m in got if key in m]
+            cells.append(f"{med(xs) / 1024:.1f}" if xs else "-")
+        lines.append(f"| {cfg} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def fmt_ms(us):
     return f"{us / 1000:.3f}"
 
@@ -604,6 +649,7 @@ def main():
 
     envoys = {c: Envoy(c, CONFIGS.index(c), jwks_text) for c in CONFIGS}
     rows = []  # (round, cfg, workload, result, rss)
+    memory = {}  # (round, cfg): Envoy.memory() after the round's last workload
     try:
         for rnd in range(1, ROUNDS + 1):
             order = CONFIGS if rnd % 2 else list(reversed(CONFIGS))  # alternate the order
@@ -627,6 +673,7 @@ def main():
                         log(f"round {rnd} {cfg:18} {w:15} {r['rps']:9.0f} req/s {r['cpu_us']:6.1f} CPU us/req "
                             f"p50 {fmt_ms(r['p50_us'])} ms p99 {fmt_ms(r['p99_us'])} ms "
                             f"RSS {rss / 1024:.1f} MiB non-2xx {r['non2xx']}")
+                    memory[(rnd, cfg)] = env.memory()
                 finally:
                     env.stop()
     finally:
@@ -692,6 +739,7 @@ def main():
             if t and b:
                 out.append(f"| {w} | {med([r['rps'] for r in t]) / med([r['rps'] for r in b]):.3f} | "
                            f"{med([r['cpu_us'] for r in t]) / med([r['cpu_us'] for r in b]):.3f} |")
+    out += memory_table(memory, med)
     out += targets(rows, fetches, med)
     text = "\n".join(out) + "\n"
     print(text)
