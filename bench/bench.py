@@ -10,7 +10,7 @@ Environment (all optional):
   BENCH_TOKENS     distinct tokens per algorithm (20000; smoke 2000, or 5000 with a baseline) --
                    distinct-* measure uncached tokens only if this is more than every cache
                    holds: jwt_cache_size (1000), token_cache_size (1024 by default; a fixed 4096
-                   in builds of tokengate before commit 96aca6e)
+                   in builds of tokengate before commit a044239)
   BENCH_WARMUP     seconds of warm-up per workload at each Envoy start, before any is measured
                    (1; smoke 0): V8 compiles a filter's hot code while it runs, so without it
                    the first workload measured would pay for the whole compilation
