@@ -171,11 +171,8 @@ fn key_selection_takes_the_right_key_and_no_key_poisons_its_siblings() {
 #[test]
 fn headers_and_claims_of_every_json_type() {
     let pair = KeyPair::from_seed(Seed::new([9; 32]));
-    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": b64(pair.pk.as_ref())}]});
-    let sign_with = |header: &str, claims: &str| {
-        let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
-        format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
-    };
+    let jwks = ed25519_jwks(&[("k", &pair)]);
+    let sign_with = |header: &str, claims: &str| ed25519_sign(&pair, header, claims);
     let sign = |claims: &str| sign_with(r#"{"alg":"EdDSA","kid":"k"}"#, claims);
     let keys = TestServer::start(false);
     keys.route("/k", Reply::json(jwks.to_string()));
@@ -290,12 +287,9 @@ fn a_key_that_signs_many_tokens_verifies_exactly_with_its_table() {
     // the answers must stay exactly those of the shared-doublings path, through the real Envoy.
     let pair = KeyPair::from_seed(Seed::new([11; 32]));
     let other = KeyPair::from_seed(Seed::new([12; 32]));
-    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k", "x": b64(pair.pk.as_ref())}]});
-    let sign = |key: &KeyPair, n: usize| {
-        let input =
-            format!("{}.{}", b64(br#"{"alg":"EdDSA","kid":"k"}"#), b64(format!(r#"{{"jti":"t{n}"}}"#).as_bytes()));
-        format!("{input}.{}", b64(key.sk.sign(input.as_bytes(), None).as_ref()))
-    };
+    let jwks = ed25519_jwks(&[("k", &pair)]);
+    let sign =
+        |key: &KeyPair, n: usize| ed25519_sign(key, r#"{"alg":"EdDSA","kid":"k"}"#, &format!(r#"{{"jti":"t{n}"}}"#));
     let flipped = |token: &str, at: usize| {
         let (input, signature) = token.rsplit_once('.').unwrap();
         let mut raw = unb64(signature);

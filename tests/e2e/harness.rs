@@ -36,6 +36,27 @@ pub fn cases_dir() -> PathBuf {
     artifact("TOKENGATE_CASES", root().join("../shared/cases"), "the acceptance cases live in ../shared/cases")
 }
 
+/// A key set of Ed25519 public keys, one JWK per (kid, key pair).
+pub fn ed25519_jwks(pairs: &[(&str, &ed25519_compact::KeyPair)]) -> Value {
+    let keys: Vec<Value> = pairs
+        .iter()
+        .map(|(kid, p)| json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(p.pk.as_ref())}))
+        .collect();
+    json!({ "keys": keys })
+}
+
+/// A compact JWS of `header` and `claims` (JSON texts) signed with `pair` (ed25519-compact, an
+/// implementation independent of the filter's).
+pub fn ed25519_sign(pair: &ed25519_compact::KeyPair, header: &str, claims: &str) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
+}
+
+/// An EdDSA token with `kid` and no claims.
+pub fn ed25519_token(kid: &str, pair: &ed25519_compact::KeyPair) -> String {
+    ed25519_sign(pair, &format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#), "{}")
+}
+
 /// Unpadded base64url (test-side, independent of the filter's own).
 pub fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

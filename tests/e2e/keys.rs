@@ -184,24 +184,18 @@ fn hundreds_of_requests_finished_after_a_key_wait_leave_the_vm_healthy() {
     // the callback, through the second filter, which calls into the VM again: finished all at
     // once, a few hundred of them nested deep enough to overflow V8's stack and kill the VM.
     let (first, second) = (KeyPair::from_seed(Seed::new([41; 32])), KeyPair::from_seed(Seed::new([42; 32])));
-    let jwk =
-        |pair: &KeyPair, kid: &str| json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(pair.pk.as_ref())});
-    let sign = |pair: &KeyPair, kid: &str| {
-        let input = format!("{}.{}", b64(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()), b64(b"{}"));
-        format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
-    };
     let keys = TestServer::start(false);
-    let slow =
-        Reply { delay: Duration::from_secs(2), ..Reply::json(json!({"keys": [jwk(&first, "one")]}).to_string()) };
+    let slow = Reply { delay: Duration::from_secs(2), ..Reply::json(ed25519_jwks(&[("one", &first)]).to_string()) };
     keys.route("/k", slow);
     let function = TestServer::start(true);
     let configs = [
         remote_config("/k", json!({"jwks": {"timeout_ms": 8000}})),
-        json!({"local_jwks": {"keys": [jwk(&second, "two")]}, "header": "x-second-token"}),
+        json!({"local_jwks": ed25519_jwks(&[("two", &second)]), "header": "x-second-token"}),
     ];
     let envoy = Envoy::start_chain(&configs, keys.port, function.port, 1);
     let port = envoy.port("l");
-    let (t1, t2, unknown) = (sign(&first, "one"), sign(&second, "two"), sign(&first, "nope"));
+    let (t1, t2, unknown) =
+        (ed25519_token("one", &first), ed25519_token("two", &second), ed25519_token("nope", &first));
     let at_once = |first_token: &str| {
         let threads: Vec<_> = (0..300)
             .map(|_| {

@@ -7,32 +7,19 @@ use ed25519_compact::{KeyPair, Seed};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn jwks(pairs: &[(&str, &KeyPair)]) -> Value {
-    let keys: Vec<Value> = pairs
-        .iter()
-        .map(|(kid, p)| json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(p.pk.as_ref())}))
-        .collect();
-    json!({ "keys": keys })
-}
-
-fn token(kid: &str, pair: &KeyPair) -> String {
-    let input = format!("{}.{}", b64(format!(r#"{{"alg":"EdDSA","kid":"{kid}"}}"#).as_bytes()), b64(b"{}"));
-    format!("{input}.{}", b64(pair.sk.sign(input.as_bytes(), None).as_ref()))
-}
-
 #[test]
 fn a_pushed_configuration_takes_effect_and_the_replaced_instance_is_freed() {
     let (one, two) = (KeyPair::from_seed(Seed::new([31; 32])), KeyPair::from_seed(Seed::new([32; 32])));
-    let (t1, t2) = (token("one", &one), token("two", &two));
+    let (t1, t2) = (ed25519_token("one", &one), ed25519_token("two", &two));
     let spec = |keys: Value| [ListenerSpec { name: "l".into(), plugin_config: json!({ "local_jwks": keys }) }];
     let function = TestServer::start(true);
-    let envoy = Envoy::start_dynamic(&spec(jwks(&[("one", &one)])), function.port, 1);
+    let envoy = Envoy::start_dynamic(&spec(ed25519_jwks(&[("one", &one)])), function.port, 1);
     let port = envoy.port("l");
     assert_eq!(call(port, Some(&t1)).status, 200);
     assert_eq!(call(port, Some(&t2)).reason().as_deref(), Some("unknown_key"));
 
     // Key one replaced by key two.
-    envoy.update_listeners(&spec(jwks(&[("two", &two)])), 1);
+    envoy.update_listeners(&spec(ed25519_jwks(&[("two", &two)])), 1);
     let switched = eventually(Duration::from_secs(20), || (call(port, Some(&t2)).status == 200).then_some(()));
     assert!(switched.is_some(), "the pushed configuration never took effect; log:\n{}", envoy.log());
     assert_eq!(call(port, Some(&t1)).reason().as_deref(), Some("unknown_key"));
@@ -41,7 +28,7 @@ fn a_pushed_configuration_takes_effect_and_the_replaced_instance_is_freed() {
     // and the next instance created frees it in the VM.
     let mut version = 2;
     let freed = eventually(Duration::from_secs(20), || {
-        envoy.update_listeners(&spec(jwks(&[("one", &one), ("two", &two)])), version);
+        envoy.update_listeners(&spec(ed25519_jwks(&[("one", &one), ("two", &two)])), version);
         version += 1;
         std::thread::sleep(Duration::from_millis(500));
         envoy.log().contains("deleted filter instance").then_some(())
@@ -61,11 +48,11 @@ fn a_removed_listener_s_instance_is_freed_at_a_tick() {
     // Listeners with the same configuration share one filter instance: these differ.
     let spec = |name: &str| ListenerSpec {
         name: name.into(),
-        plugin_config: json!({ "local_jwks": jwks(&[("one", &one)]), "comment": name }),
+        plugin_config: json!({ "local_jwks": ed25519_jwks(&[("one", &one)]), "comment": name }),
     };
     let function = TestServer::start(true);
     let envoy = Envoy::start_dynamic(&[spec("l"), spec("m")], function.port, 1);
-    let t1 = token("one", &one);
+    let t1 = ed25519_token("one", &one);
     assert_eq!(call(envoy.port("m"), Some(&t1)).status, 200);
     envoy.update_listeners(&[spec("l")], 1);
     let freed = eventually(Duration::from_secs(20), || envoy.log().contains("deleted filter instance").then_some(()));
