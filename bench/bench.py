@@ -338,21 +338,24 @@ class Envoy:
         fields = st[st.rindex(")") + 2:].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rss_kib(self):
+    def status_kib(self, *fields):
+        """Those of the named kB fields of /proc/<pid>/status (VmRSS, RssAnon, ...) that it has."""
+        got = {}
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+                name, _, value = line.partition(":")
+                if name in fields:
+                    got[name] = int(value.split()[0])
+        return got
+
+    def rss_kib(self):
+        return self.status_kib("VmRSS").get("VmRSS", 0)
 
     def memory(self):
         """Where Envoy's memory is: RSS, tcmalloc's bytes in use and its heap (in use plus the free
         memory it keeps), and the resident executable anonymous memory (V8's compiled code), KiB."""
-        out = {"rss": self.rss_kib()}
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith(("RssAnon:", "RssFile:")):
-                    out[line.split(":")[0]] = int(line.split()[1])
+        status = self.status_kib("VmRSS", "RssAnon", "RssFile")
+        out = {"rss": status.pop("VmRSS", 0), **status}
         try:
             stats = json.loads(request(self.admin, "/memory")[1])
             out["allocated"] = int(stats["allocated"]) // 1024
